@@ -192,6 +192,25 @@ def _imresize_np(image: np.ndarray, scale: ScaleArg, size: SizeArg, border: str,
     return x.astype(image.dtype)
 
 
+_TORCH_TAPS: "dict[tuple, tuple]" = {}
+
+
+def _torch_taps(w_np: np.ndarray, idx_np: np.ndarray, device: "torch.device", dtype: "torch.dtype"):
+    # The numpy taps are cached and shared, so their ids are stable keys; keep device copies next to them.
+    import torch
+
+    key = (id(w_np), id(idx_np), str(device), dtype)
+    hit = _TORCH_TAPS.get(key)
+    if hit is None or hit[0] is not w_np:
+        if len(_TORCH_TAPS) > 256:
+            _TORCH_TAPS.clear()
+        w = torch.tensor(np.array(w_np), dtype=dtype, device=device)
+        idx = torch.tensor(np.array(idx_np), device=device)
+        hit = (w_np, w, idx)
+        _TORCH_TAPS[key] = hit
+    return hit[1], hit[2]
+
+
 def _imresize_torch(t: "torch.Tensor", scale: ScaleArg, size: SizeArg, border: str, rounding: bool) -> "torch.Tensor":
     import torch
 
@@ -206,8 +225,7 @@ def _imresize_torch(t: "torch.Tensor", scale: ScaleArg, size: SizeArg, border: s
     x = t.to(work)
     for i, (axis, w_np, idx_np) in enumerate(steps):
         dim = axis + 2
-        w = torch.from_numpy(w_np).to(device=t.device, dtype=work)
-        idx = torch.from_numpy(idx_np).to(device=t.device)
+        w, idx = _torch_taps(w_np, idx_np, t.device, work)
         shape = [1, 1, 1, 1]
         shape[dim] = w.shape[0]
         out = None
