@@ -1,0 +1,126 @@
+"""Plain supervised super-resolution: pixel losses, optional perceptual loss, optional GAN phase.
+
+Generator loss = sum of ``train.losses`` terms (each ``weight * loss(sr, hr)``) plus, from
+``train.gan.start_step`` on and when ``train.gan.weight > 0``, ``weight * adversarial(D(sr))``.
+The discriminator then steps once per iteration on the real HR batch and the detached SR batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from .base import Method, build_network
+
+
+class VGGDiscriminator(nn.Module):
+    """VGG-style discriminator: ten 3x3 convs (stride 1/2 alternating, width c..8c), LeakyReLU 0.2,
+    global average pooling, two linear layers -> one logit per image. Input: RGB [0, 1], NCHW,
+    any size >= 32. Without batch norm, so that the real and fake halves of a batch stay independent
+    and DDP needs no synchronised statistics."""
+
+    def __init__(self, channels: int = 64) -> None:
+        super().__init__()
+        widths = [channels, channels, 2 * channels, 2 * channels, 4 * channels, 4 * channels,
+                  8 * channels, 8 * channels, 8 * channels, 8 * channels]
+        layers: list[nn.Module] = []
+        c_in = 3
+        for i, c in enumerate(widths):
+            layers += [nn.Conv2d(c_in, c, 3, stride=1 + i % 2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Linear(c_in, 100), nn.LeakyReLU(0.2, inplace=True), nn.Linear(100, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x * 2.0 - 1.0).mean(dim=(2, 3))
+        return self.head(f).squeeze(1)
+
+
+def adversarial_loss(kind: str, logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """GAN loss of logits against the label real/fake. vanilla: BCE with logits; lsgan: squared
+    error to 1/0; hinge (discriminator side): relu(1 -+ logits)."""
+    if kind == "vanilla":
+        target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+        return F.binary_cross_entropy_with_logits(logits, target)
+    if kind == "lsgan":
+        return ((logits - (1.0 if real else 0.0)) ** 2).mean()
+    if kind == "hinge":
+        return F.relu(1.0 - logits).mean() if real else F.relu(1.0 + logits).mean()
+    raise ConfigError(f"train.gan.loss must be vanilla, lsgan or hinge; got {kind!r}")
+
+
+class SRMethod(Method):
+    """LR -> SR with pixel (+ perceptual) losses; an adversarial phase when ``train.gan.weight > 0``."""
+
+    def build(self) -> None:
+        from ..losses import build_loss
+
+        if self.cfg.method.args:
+            raise ConfigError(f"method 'sr' takes no method.args, got {sorted(self.cfg.method.args)}")
+        net, self.descriptor = build_network(self.cfg.model.arch, self.arch_kwargs())
+        self.networks["net"] = net.to(self.device)
+        self.losses: dict[str, tuple[float, nn.Module]] = {}
+        for name, term in self.cfg.train.losses.items():
+            loss = build_loss(name, **term.args)
+            if isinstance(loss, nn.Module):
+                loss = loss.to(self.device).eval().requires_grad_(False)
+            self.losses[name] = (term.weight, loss)
+        gan = self.cfg.train.gan
+        self.gan_on = gan.weight > 0
+        if self.gan_on:
+            adversarial_loss(gan.loss, torch.zeros(1), True)  # fail early on a bad kind
+            self.networks["disc"] = VGGDiscriminator(gan.channels).to(self.device)
+        self._sr: torch.Tensor | None = None
+
+    def optimizers(self) -> dict[str, tuple[list, Any, Any]]:
+        opts = super().optimizers()
+        if self.gan_on:
+            from ..engine.config import ScheduleConfig
+
+            opts["disc"] = (list(self.networks["disc"].parameters()), self.cfg.train.gan.optimizer,
+                            ScheduleConfig(name="constant"))
+        return opts
+
+    def adversarial(self, step: int) -> bool:
+        return self.gan_on and step >= self.cfg.train.gan.start_step
+
+    def updates(self, step: int) -> list[str]:
+        return ["net", "disc"] if self.adversarial(step) else ["net"]
+
+    def training_step(self, batch: dict[str, Any], step: int, update: str) -> dict[str, torch.Tensor]:
+        lr, hr = batch["lr"], batch["hr"]
+        gan = self.cfg.train.gan
+        if update == "net":
+            sr = self.run("net", lr)
+            out: dict[str, torch.Tensor] = {}
+            total = sr.new_zeros(())
+            for name, (weight, loss) in self.losses.items():
+                value = loss(sr.float(), hr)
+                out[name] = value.detach()
+                total = total + weight * value
+            if self.adversarial(step):
+                disc = self.networks["disc"]  # unwrapped: no gradient sync for D in the G step
+                disc.requires_grad_(False)
+                fake_logits = disc(sr)
+                # the generator side of hinge is -D(G(x)); the others use the "real" label
+                g_adv = -fake_logits.mean() if gan.loss == "hinge" else adversarial_loss(gan.loss, fake_logits, True)
+                disc.requires_grad_(True)
+                out["gan"] = g_adv.detach()
+                total = total + gan.weight * g_adv
+                self._sr = sr.detach()
+            out["total"] = total
+            return out
+        if update == "disc":
+            fake = self._sr if self._sr is not None else self.run("net", lr).detach()
+            # one forward over real and fake together: DDP sees a single pass per backward
+            logits = self.run("disc", torch.cat([hr, fake.to(hr.dtype)]))
+            real_logits, fake_logits = logits.split([hr.shape[0], fake.shape[0]])
+            d_real = adversarial_loss(gan.loss, real_logits, real=True)
+            d_fake = adversarial_loss(gan.loss, fake_logits, real=False)
+            self._sr = None
+            return {"total": d_real + d_fake, "d_real": d_real.detach(), "d_fake": d_fake.detach()}
+        raise KeyError(update)
