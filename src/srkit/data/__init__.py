@@ -1,1 +1,48 @@
+"""Data: image I/O, MATLAB-exact resize, named sets, datasets and augmentations.
 
+- :mod:`srkit.data.io`: ``read_image``, ``load_image``, ``write_image``, ``to_tensor``, ``to_array``
+- :mod:`srkit.data.resize`: ``imresize`` (MATLAB bicubic)
+- :mod:`srkit.data.sets`: ``data_root``, ``resolve_pairs``, ``list_named_sets``, ``train_images``
+- :mod:`srkit.data.datasets`: ``PairedImageDataset``, ``SingleImageDataset``
+- :mod:`srkit.data.augment`: flips/transpose and aligned crops shared by LR and HR
+
+The names below are imported lazily, on first use, so ``import srkit.data`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "read_image": "srkit.data.io",
+    "load_image": "srkit.data.io",
+    "write_image": "srkit.data.io",
+    "to_tensor": "srkit.data.io",
+    "to_array": "srkit.data.io",
+    "ImageFile": "srkit.data.io",
+    "imresize": "srkit.data.resize",
+    "data_root": "srkit.data.sets",
+    "resolve_pairs": "srkit.data.sets",
+    "list_named_sets": "srkit.data.sets",
+    "train_images": "srkit.data.sets",
+    "ImagePair": "srkit.data.sets",
+    "PairedImageDataset": "srkit.data.datasets",
+    "SingleImageDataset": "srkit.data.datasets",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'srkit.data' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
