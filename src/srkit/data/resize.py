@@ -150,16 +150,20 @@ def _round_uint8_np(x: np.ndarray) -> np.ndarray:
 
 
 def _resize_axis_np(x: np.ndarray, axis: int, w: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    shape = [1] * x.ndim
-    shape[axis] = w.shape[0]
+    # Gather whole rows along a leading axis: contiguous copies are far cheaper than a strided gather along W.
+    if axis != 0:
+        x = np.ascontiguousarray(np.moveaxis(x, axis, 0))
+    shape = (w.shape[0],) + (1,) * (x.ndim - 1)
     out = None
     for k in range(w.shape[1]):  # loop over taps (a handful), each a vectorised gather + multiply-add
-        term = np.take(x, idx[:, k], axis=axis)
+        term = x[idx[:, k]]
         term *= w[:, k].reshape(shape)
         if out is None:
             out = term
         else:
             out += term
+    if axis != 0:
+        out = np.ascontiguousarray(np.moveaxis(out, 0, axis))
     return out
 
 
@@ -224,15 +228,16 @@ def _imresize_torch(t: "torch.Tensor", scale: ScaleArg, size: SizeArg, border: s
     work = torch.float64 if is_u8 else t.dtype
     x = t.to(work)
     for i, (axis, w_np, idx_np) in enumerate(steps):
-        dim = axis + 2
         w, idx = _torch_taps(w_np, idx_np, t.device, work)
-        shape = [1, 1, 1, 1]
-        shape[dim] = w.shape[0]
+        # Always gather along dim 2 (whole contiguous rows); the W pass works on a transposed copy.
+        if axis == 1:
+            x = x.transpose(2, 3).contiguous()
+        col = w.reshape(w.shape[0], w.shape[1], 1)
         out = None
         for k in range(w.shape[1]):
-            term = x.index_select(dim, idx[:, k]) * w[:, k].reshape(shape)
+            term = x.index_select(2, idx[:, k]) * col[:, k]
             out = term if out is None else out + term
-        x = out
+        x = out.transpose(2, 3).contiguous() if axis == 1 else out
         if is_u8 and (rounding or i == len(steps) - 1):
             f = torch.floor(x)
             x = (f + ((x - f) >= 0.5).to(work)).clamp_(0, 255)
