@@ -45,7 +45,7 @@ class DataConfig:
     """Border handling of the MATLAB bicubic that makes LR from HR."""
     val: str | None = "Set5"
     """Validation set (name or folder); None disables validation."""
-    val_preset: str = "y"
+    val_preset: str = "benchmark"
     """Metric preset (``srkit.metrics.presets``) that fixes the crop border and the colour channel."""
 
 
@@ -85,8 +85,8 @@ class LossTerm:
 class GanConfig:
     weight: float = 0.0
     """Weight of the adversarial term in the generator loss; 0 disables the GAN phase."""
-    loss: Literal["vanilla", "lsgan", "hinge"] = "vanilla"
-    """Adversarial loss: binary cross-entropy, least squares, or hinge."""
+    loss: Literal["vanilla", "lsgan", "hinge", "relativistic"] = "vanilla"
+    """Adversarial loss (``srkit.losses``): BCE, least squares, hinge, or relativistic average (ESRGAN)."""
     start_step: int = 0
     """The adversarial phase begins at this step (pixel/perceptual pre-training before it)."""
     channels: int = 64

@@ -50,13 +50,16 @@ def pick_device(name: str, info: D.DistInfo) -> torch.device:
 def build_train_set(cfg: Config):
     """The paired training dataset of ``data.train`` (set names or HR folders), cropped and augmented."""
     from ..data.datasets import PairedImageDataset
-    from ..data.sets import resolve_train
+    from ..data.sets import train_images
 
     d = cfg.data
-    return PairedImageDataset(
-        resolve_train(d.train), d.scale, patch_size=d.patch_size, augment=d.augment,
+    ds = PairedImageDataset(
+        train_images(d.train), d.scale, patch_size=d.patch_size, augment=d.augment,
         lr_border=d.lr_border, cache=d.cache, repeat=d.repeat, seed=cfg.seed,
     )
+    if d.cache and d.workers > 0:
+        ds.preload()  # decode once here so that forked workers share the images
+    return ds
 
 
 def build_val_set(cfg: Config):
@@ -274,7 +277,7 @@ class Trainer:
         self._val_step = self.step
         result = self.validate() if self.info.is_main else {}
         if result:
-            name = self.cfg.data.val
+            name = self.cfg.data.val or "val"
             self._jsonl({"step": self.step, **{f"val/{name}/{k}": v for k, v in result.items()}})
             self._text(f"step {self.step} val {name}: PSNR {result['psnr']:.3f} dB, SSIM {result['ssim']:.4f}")
         D.barrier(self.info)
@@ -423,7 +426,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(params, self.cfg.train.grad_clip)
             self.scaler.step(opt)
             prefix = "" if name == "net" else f"{name}_"
-            logs.update({prefix + k: float(v) for k, v in losses.items()})
+            logs.update({prefix + k: float(v.detach()) for k, v in losses.items()})
         self.scaler.update()
         for s in self.schedules.values():
             s.step()
@@ -441,7 +444,7 @@ class Trainer:
             "recipe": to_dict(cfg),
             "data": {"train": list(cfg.data.train), "train_samples": n_train, "scale": cfg.data.scale,
                      "patch_size": cfg.data.patch_size, "lr_border": cfg.data.lr_border},
-            "metrics": {cfg.data.val: {"preset": cfg.data.val_preset, **metrics}} if metrics else {},
+            "metrics": {cfg.data.val or "val": {"preset": cfg.data.val_preset, **metrics}} if metrics else {},
             "steps": self.step,
             "weights": "ema" if self.ema else "raw",
         }

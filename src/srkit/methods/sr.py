@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ..engine.config import ScheduleConfig
 from ..errors import ConfigError
 from .base import Method, build_network
 
@@ -40,19 +40,6 @@ class VGGDiscriminator(nn.Module):
         return self.head(f).squeeze(1)
 
 
-def adversarial_loss(kind: str, logits: torch.Tensor, real: bool) -> torch.Tensor:
-    """GAN loss of logits against the label real/fake. vanilla: BCE with logits; lsgan: squared
-    error to 1/0; hinge (discriminator side): relu(1 -+ logits)."""
-    if kind == "vanilla":
-        target = torch.ones_like(logits) if real else torch.zeros_like(logits)
-        return F.binary_cross_entropy_with_logits(logits, target)
-    if kind == "lsgan":
-        return ((logits - (1.0 if real else 0.0)) ** 2).mean()
-    if kind == "hinge":
-        return F.relu(1.0 - logits).mean() if real else F.relu(1.0 + logits).mean()
-    raise ConfigError(f"train.gan.loss must be vanilla, lsgan or hinge; got {kind!r}")
-
-
 class SRMethod(Method):
     """LR -> SR with pixel (+ perceptual) losses; an adversarial phase when ``train.gan.weight > 0``."""
 
@@ -72,15 +59,17 @@ class SRMethod(Method):
         gan = self.cfg.train.gan
         self.gan_on = gan.weight > 0
         if self.gan_on:
-            adversarial_loss(gan.loss, torch.zeros(1), True)  # fail early on a bad kind
+            # srkit.losses weights the generator term itself, the discriminator term not
+            if gan.loss == "relativistic":
+                self.gan_loss = build_loss("relativistic_gan", weight=gan.weight)
+            else:
+                self.gan_loss = build_loss("gan", kind=gan.loss, weight=gan.weight)
             self.networks["disc"] = VGGDiscriminator(gan.channels).to(self.device)
         self._sr: torch.Tensor | None = None
 
     def optimizers(self) -> dict[str, tuple[list, Any, Any]]:
         opts = super().optimizers()
         if self.gan_on:
-            from ..engine.config import ScheduleConfig
-
             opts["disc"] = (list(self.networks["disc"].parameters()), self.cfg.train.gan.optimizer,
                             ScheduleConfig(name="constant"))
         return opts
@@ -91,36 +80,42 @@ class SRMethod(Method):
     def updates(self, step: int) -> list[str]:
         return ["net", "disc"] if self.adversarial(step) else ["net"]
 
+    def _relativistic(self) -> bool:
+        return self.cfg.train.gan.loss == "relativistic"
+
     def training_step(self, batch: dict[str, Any], step: int, update: str) -> dict[str, torch.Tensor]:
         lr, hr = batch["lr"], batch["hr"]
-        gan = self.cfg.train.gan
         if update == "net":
             sr = self.run("net", lr)
             out: dict[str, torch.Tensor] = {}
-            total = sr.new_zeros(())
+            total = sr.new_zeros((), dtype=torch.float32)
             for name, (weight, loss) in self.losses.items():
                 value = loss(sr.float(), hr)
                 out[name] = value.detach()
                 total = total + weight * value
             if self.adversarial(step):
-                disc = self.networks["disc"]  # unwrapped: no gradient sync for D in the G step
+                disc = self.networks["disc"]  # unwrapped: D is not updated (nor synced) in the G step
                 disc.requires_grad_(False)
                 fake_logits = disc(sr)
-                # the generator side of hinge is -D(G(x)); the others use the "real" label
-                g_adv = -fake_logits.mean() if gan.loss == "hinge" else adversarial_loss(gan.loss, fake_logits, True)
+                if self._relativistic():
+                    with torch.no_grad():
+                        real_logits = disc(hr)
+                    g_adv = self.gan_loss.generator_loss(real_logits, fake_logits)
+                else:
+                    g_adv = self.gan_loss.generator_loss(fake_logits)
                 disc.requires_grad_(True)
                 out["gan"] = g_adv.detach()
-                total = total + gan.weight * g_adv
+                total = total + g_adv
                 self._sr = sr.detach()
             out["total"] = total
             return out
         if update == "disc":
             fake = self._sr if self._sr is not None else self.run("net", lr).detach()
+            self._sr = None
             # one forward over real and fake together: DDP sees a single pass per backward
             logits = self.run("disc", torch.cat([hr, fake.to(hr.dtype)]))
             real_logits, fake_logits = logits.split([hr.shape[0], fake.shape[0]])
-            d_real = adversarial_loss(gan.loss, real_logits, real=True)
-            d_fake = adversarial_loss(gan.loss, fake_logits, real=False)
-            self._sr = None
-            return {"total": d_real + d_fake, "d_real": d_real.detach(), "d_fake": d_fake.detach()}
+            d_loss = self.gan_loss.discriminator_loss(real_logits, fake_logits)
+            return {"total": d_loss, "d_real_logit": real_logits.mean().detach(),
+                    "d_fake_logit": fake_logits.mean().detach()}
         raise KeyError(update)
