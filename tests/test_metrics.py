@@ -190,3 +190,118 @@ def test_evaluate_pair_uses_preset():
     assert p == pytest.approx(rows[(0, False)]["psnr"], abs=1e-9)
     custom = EvalPreset("mine", True, 0, 2, "test")
     assert evaluate_pair(sr, hr, 4, custom)[0] == pytest.approx(rows[(2, True)]["psnr"], abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- LPIPS
+
+
+def _alex_reference(sd: dict, lins: list, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """LPIPS-alex written out with functional ops from the torchvision AlexNet definition."""
+    F = torch.nn.functional
+    shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+    scale = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+
+    def feats(x):
+        x = ((2 * x - 1) - shift) / scale
+        w = lambda i: (sd[f"features.{i}.weight"], sd[f"features.{i}.bias"])
+        r1 = F.relu(F.conv2d(x, *w(0), stride=4, padding=2))
+        r2 = F.relu(F.conv2d(F.max_pool2d(r1, 3, 2), *w(3), padding=2))
+        r3 = F.relu(F.conv2d(F.max_pool2d(r2, 3, 2), *w(6), padding=1))
+        r4 = F.relu(F.conv2d(r3, *w(8), padding=1))
+        r5 = F.relu(F.conv2d(r4, *w(10), padding=1))
+        return [r1, r2, r3, r4, r5]
+
+    total = 0
+    for fa, fb, lw in zip(feats(a), feats(b), lins):
+        na = fa / (fa.norm(dim=1, keepdim=True) + 1e-10)
+        nb = fb / (fb.norm(dim=1, keepdim=True) + 1e-10)
+        total = total + ((na - nb) ** 2 * lw.view(1, -1, 1, 1)).sum(1).mean(dim=(1, 2))
+    return total
+
+
+@pytest.fixture(scope="module")
+def lpips_files(tmp_path_factory):
+    """Random AlexNet backbone (torchvision layout, with a classifier key) and random v0.1 linear heads."""
+    g = torch.Generator().manual_seed(3)
+    shapes = {0: (64, 3, 11, 11), 3: (192, 64, 5, 5), 6: (384, 192, 3, 3), 8: (256, 384, 3, 3), 10: (256, 256, 3, 3)}
+    sd = {}
+    for i, s in shapes.items():
+        fan_in = s[1] * s[2] * s[3]
+        sd[f"features.{i}.weight"] = torch.randn(s, generator=g) / fan_in**0.5
+        sd[f"features.{i}.bias"] = torch.randn(s[0], generator=g) * 0.01
+    sd["classifier.1.weight"] = torch.zeros(4, 4)
+    lins = [torch.rand(c, generator=g) for c in (64, 192, 384, 256, 256)]
+    lin_sd = {f"lin{i}.model.1.weight": w.view(1, -1, 1, 1) for i, w in enumerate(lins)}
+    d = tmp_path_factory.mktemp("lpips")
+    torch.save(sd, d / "alexnet.pth")
+    torch.save(lin_sd, d / "alex.pth")
+    return d, sd, lins
+
+
+def test_lpips_loads_and_matches_reference(lpips_files):
+    from srkit.metrics import LPIPS
+
+    d, sd, lins = lpips_files
+    m = LPIPS(d / "alex.pth", net="alex", backbone_path=d / "alexnet.pth")
+    assert torch.equal(m.features[3].weight, sd["features.3.weight"])
+    assert torch.equal(m.lins[4].weight.flatten(), lins[4])
+    g = torch.Generator().manual_seed(4)
+    a = torch.rand(2, 3, 64, 64, generator=g)
+    b = (a + 0.1 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    dist = m(a, b)
+    assert dist.shape == (2,) and (dist > 0).all()
+    assert torch.allclose(dist, _alex_reference(sd, lins, a, b), rtol=1e-5, atol=1e-7)
+    c = (a + 0.4 * torch.randn(a.shape, generator=g)).clamp(0, 1)
+    # one batch of 6: (b, a) x2, (a, a) x2, (a, c) x2
+    out = m(torch.cat([b, a, a]), torch.cat([a, a, c]))
+    assert torch.allclose(out[:2], dist, rtol=1e-5, atol=1e-7)  # symmetric
+    assert torch.equal(out[2:4], torch.zeros(2))  # identical images
+    assert (out[4:] > dist).all()  # more noise, larger distance
+
+
+def test_lpips_full_module_layout_and_errors(lpips_files, tmp_path):
+    from srkit.metrics import LPIPS
+
+    d, sd, lins = lpips_files
+    # an lpips.LPIPS state_dict: net.sliceK.N.* plus the heads and the scaling buffers
+    slice_of = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
+    full = {f"net.slice{slice_of[int(k.split('.')[1])]}.{k.split('.')[1]}.{k.split('.')[2]}": v
+            for k, v in sd.items() if k.startswith("features.")}
+    full.update({f"lin{i}.model.1.weight": w.view(1, -1, 1, 1) for i, w in enumerate(lins)})
+    full["scaling_layer.shift"] = torch.zeros(1, 3, 1, 1)
+    torch.save(full, tmp_path / "lpips_full.pth")
+    m = LPIPS(tmp_path / "lpips_full.pth")
+    a = torch.rand(1, 3, 40, 40)
+    b = torch.rand(1, 3, 40, 40)
+    assert torch.allclose(m(a, b), _alex_reference(sd, lins, a, b), rtol=1e-5)
+
+    with pytest.raises(SrkitError, match="holds no backbone weights; pass backbone_path"):
+        LPIPS(d / "alex.pth")
+    with pytest.raises(SrkitError, match="not found"):
+        LPIPS(tmp_path / "missing.pth", backbone_path=d / "alexnet.pth")
+    with pytest.raises(SrkitError, match="missing LPIPS linear head lin0.model.1.weight"):
+        LPIPS(d / "alexnet.pth", backbone_path=d / "alexnet.pth")
+    # AlexNet backbone in a VGG LPIPS
+    with pytest.raises(SrkitError, match="backbone do not fit LPIPS"):
+        LPIPS(d / "alex.pth", net="vgg", backbone_path=d / "alexnet.pth")
+    with pytest.raises(SrkitError, match="alex, vgg"):
+        LPIPS(d / "alex.pth", net="squeeze")
+
+
+def test_lpips_vgg_random_weights(tmp_path):
+    from srkit.archs.vgg import VGGFeatures
+    from srkit.metrics import LPIPS
+
+    torch.manual_seed(5)
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in VGGFeatures(["relu5_3"], "vgg16").state_dict().items()}
+    torch.save({k: torch.randn(s) * (0.5 / s[1:].numel() ** 0.5 if len(s) == 4 else 0.01)
+                for k, s in shapes.items()}, tmp_path / "vgg16.pth")
+    torch.save({f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1) for i, c in enumerate((64, 128, 256, 512, 512))},
+               tmp_path / "vgg.pth")
+    m = LPIPS(tmp_path / "vgg.pth", net="vgg", backbone_path=tmp_path / "vgg16.pth")
+    a, b = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    d = m(torch.cat([a, b, a]), torch.cat([b, a, a]))
+    assert d[0].item() > 0
+    assert d[0].item() == pytest.approx(d[1].item(), rel=1e-6)
+    assert d[2].item() == 0.0

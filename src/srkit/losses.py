@@ -95,7 +95,8 @@ class PerceptualLoss(nn.Module):
             raise ConfigError(f"PerceptualLoss criterion must be 'l1' or 'l2', got {criterion!r}")
         self.criterion = criterion
         self.weight = weight
-        self.vgg = VGGFeatures(self.layer_weights, arch=arch)
+        with torch.device("meta"):  # the file supplies every weight; skip the random init
+            self.vgg = VGGFeatures(self.layer_weights, arch=arch)
         self.vgg.load_weights(weights_path)
         self.vgg.eval()
         for p in self.vgg.parameters():

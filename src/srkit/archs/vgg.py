@@ -103,7 +103,8 @@ class VGGFeatures(nn.Module):
         bad = [f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}" for k, v in own.items() if sd[k].shape != v.shape]
         if bad:
             raise CheckpointError(f"{path}: shapes do not fit {self.arch}: {'; '.join(bad[:3])}")
-        self.load_state_dict({k: sd[k] for k in own})
+        # assign=True: works for a net built on the meta device (no wasted random init), as PerceptualLoss does
+        self.load_state_dict({k: sd[k].float() for k in own}, assign=True)
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
