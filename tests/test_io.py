@@ -27,15 +27,23 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def _png16_unfiltered(a: np.ndarray) -> bytes:
-    """A 16-bit PNG written the simplest possible way (filter type 0 on every row), independent of srkit."""
+_ADAM7 = [(0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2), (1, 0, 2, 1)]
+
+
+def _png16_unfiltered(a: np.ndarray, interlaced: bool = False) -> bytes:
+    """A 16-bit PNG written the simplest possible way (filter type 0 on every row, optionally Adam7
+    interlaced), independent of srkit."""
     h, w, c = a.shape
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    rows = a.astype(">u2").reshape(h, w * c).view(np.uint8)
-    data = b"".join(b"\x00" + r.tobytes() for r in rows)
+    passes = [a[y0::dy, x0::dx] for y0, x0, dy, dx in _ADAM7] if interlaced else [a]
+    data = b""
+    for sub in passes:
+        if sub.size:
+            rows = sub.astype(">u2").reshape(sub.shape[0], -1).view(np.uint8)
+            data += b"".join(b"\x00" + r.tobytes() for r in rows)
     return (
         b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))
+        + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, int(interlaced)))
         + _chunk(b"IDAT", zlib.compress(data))
         + _chunk(b"IEND", b"")
     )
@@ -75,14 +83,15 @@ def test_png16_roundtrip(tmp_path, channels):
         np.testing.assert_array_equal(ref, (a >> 8).astype(np.uint8))
 
 
+@pytest.mark.parametrize("interlaced", [False, True])
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
-def test_png16_reader_on_independent_file(tmp_path, channels):
-    a = _rand(7, 9, channels, np.uint16)
+def test_png16_reader_on_independent_file(tmp_path, channels, interlaced):
+    a = _rand(13, 11, channels, np.uint16)
     p = tmp_path / "in.png"
-    p.write_bytes(_png16_unfiltered(a))
+    p.write_bytes(_png16_unfiltered(a, interlaced))
     u = read_image(p, mode="unchanged")
     r = read_image(p, mode="rgb")
-    assert u.dtype == r.dtype == np.uint16 and r.shape == (7, 9, 3)
+    assert u.dtype == r.dtype == np.uint16 and r.shape == (13, 11, 3)
     if channels == 1:
         np.testing.assert_array_equal(u, a)
         np.testing.assert_array_equal(r, np.repeat(a, 3, axis=-1))
