@@ -115,6 +115,7 @@ def save_model(
     *,
     descriptor: ModelDescriptor | None = None,
     overwrite: bool = False,
+    verify: bool = True,
 ) -> Path:
     """Write ``net``'s weights and metadata to one safetensors file and return its path.
 
@@ -122,6 +123,8 @@ def save_model(
     to ``srkit.archs.describe(arch, **arch_kwargs)``. ``metadata`` adds ``recipe``, ``data``, ``metrics``,
     ``source`` or other JSON-serialisable keys. An existing file is replaced only with ``overwrite=True``;
     the file appears atomically (written to a temporary file in the same directory, then renamed).
+    With ``verify`` (default) the weights are checked against ``build(arch, **arch_kwargs)`` (on the meta
+    device, so without allocating) and a file that could not be loaded back is refused.
     """
     from safetensors.torch import save_file
 
@@ -160,6 +163,8 @@ def save_model(
         raise SrkitError(f"model metadata for {path} is not JSON-serialisable: {e}") from None
 
     tensors = _tensors_for_saving(net.state_dict())
+    if verify:
+        _verify_rebuild(arch, arch_kwargs, tensors, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -170,6 +175,21 @@ def save_model(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _verify_rebuild(arch: str, arch_kwargs: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path) -> None:
+    import torch
+
+    from .convert.common import build_net, load_strict
+
+    with torch.device("meta"):
+        skeleton = build_net(arch, arch_kwargs)
+    # Compare names and shapes only (meta tensors hold no data); load_strict raises on any difference.
+    meta_state = {k: torch.empty(v.shape, device="meta", dtype=v.dtype) for k, v in tensors.items()}
+    try:
+        load_strict(skeleton, meta_state, source=f"the weights for {path}", arch=arch)
+    except NotImplementedError:  # a module whose load hooks cannot run on meta tensors: skip the check
+        pass
 
 
 def _header_metadata(path: Path) -> dict[str, str]:

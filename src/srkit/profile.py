@@ -11,9 +11,10 @@ Conventions (stated once, used by ``srkit profile`` and the benchmarks):
 * **Peak memory** is what one forward pass needs *beyond* the weights and the input, which are already
   resident: on CUDA ``torch.cuda.max_memory_allocated`` minus the allocation before the pass (PyTorch's
   caching allocator, not the driver's view); on CPU (Linux) the growth of the process's peak resident
-  set (``VmHWM``, reset through ``/proc/self/clear_refs``) over the resident set before the pass. The CPU
-  figure therefore includes allocator and page granularity and any memory the pass leaves cached, and is
-  ``None`` where the kernel does not offer the reset (then the peak cannot be attributed to the pass).
+  set (``VmHWM``, reset through ``/proc/self/clear_refs``) over the resident set before the pass, after
+  ``malloc_trim`` has returned the heap that the warm-up passes freed (otherwise the pass would reuse it
+  and show no growth). The CPU figure therefore includes allocator and page granularity, and is ``None``
+  where the kernel does not offer the reset (then the peak cannot be attributed to the pass).
 """
 
 from __future__ import annotations
@@ -100,10 +101,24 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def _release_free_heap() -> None:
+    """Hand memory that malloc keeps cached (freed by the warm-up passes) back to the kernel, so that the
+    measured pass has to fault its working memory in again and shows up in the peak RSS (glibc only)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _cpu_peak_growth(fn: Callable[[], Any]) -> int | None:
     import gc
 
     gc.collect()
+    _release_free_heap()
     if _reset_peak_rss():
         before = _read_status_kib("VmRSS")
         fn()

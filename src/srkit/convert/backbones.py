@@ -70,7 +70,7 @@ def _edsr(state: StateDict, scale: int | None, overrides: dict[str, Any], arch: 
         inferred["no_upsampling"] = True  # an encoder, e.g. from a LIIF checkpoint
         notes.append("no tail: encoder without upsampling")
     elif up_scale is None:
-        raise CheckpointError(f"not an {arch} checkpoint with an upsampler: 'tail.0.0.weight' is missing")
+        raise CheckpointError(f"this {arch} checkpoint has 'tail.1' but no upsampler ('tail.0.0.weight')")
     else:
         inferred["scale"] = up_scale
     img_range = _img_range_from_mean_shift(state, notes)

@@ -322,5 +322,5 @@ def require(state: Mapping[str, Any], key: str, arch: str) -> Any:
     except KeyError:
         sample = ", ".join(list(state)[:6])
         raise CheckpointError(
-            f"not a {arch} checkpoint: key {key!r} is missing (it starts with: {sample}, ...)"
+            f"this does not look like a {arch} checkpoint: key {key!r} is missing (it starts with: {sample}, ...)"
         ) from None
