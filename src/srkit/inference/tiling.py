@@ -182,7 +182,8 @@ def run_tiled(
     for y0, (oy0, oy1, wy) in zip(y_starts, ys):
         for x0, (ox0, ox1, wx) in zip(x_starts, xs):
             piece = lr[:, :, y0 : y0 + th, x0 : x0 + tw]
-            padded = pad_to(piece.to(device=device, dtype=dtype), multiple_of, min_size)
+            # copy=True: a network that works in place on its input must not touch the caller's image.
+            padded = pad_to(piece.to(device=device, dtype=dtype, copy=True), multiple_of, min_size)
             ph, pw = padded.shape[-2:]
             want = (max(round(ph * sy), oy1 - oy0), max(round(pw * sx), ox1 - ox0))
             # Only the network runs in inference mode: the accumulator stays an ordinary tensor that callers

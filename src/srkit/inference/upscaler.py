@@ -390,13 +390,19 @@ class Upscaler:
 
 def _float_from_numpy(a: np.ndarray) -> torch.Tensor:
     if a.dtype == np.uint8:
-        t = torch.from_numpy(np.ascontiguousarray(a)).float().div_(255.0)
+        div = 255.0
     elif a.dtype == np.uint16:
-        t = torch.from_numpy(np.ascontiguousarray(a).astype(np.float32)).div_(65535.0)
+        div = 65535.0
     elif np.issubdtype(a.dtype, np.floating):
-        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        div = None
     else:
         raise SrkitError(f"unsupported image dtype {a.dtype}: use uint8, uint16 or float in [0, 1]")
+    f = np.ascontiguousarray(a, dtype=np.float32)
+    if not f.flags.writeable:  # torch.from_numpy wants a writable buffer
+        f = f.copy()
+    t = torch.from_numpy(f)
+    if div is not None:
+        t = t.div_(div)
     return t.permute(2, 0, 1).unsqueeze(0)  # HWC -> NCHW
 
 
