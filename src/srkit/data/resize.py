@@ -224,8 +224,14 @@ def _imresize_torch(t: "torch.Tensor", scale: ScaleArg, size: SizeArg, border: s
     if not (is_u8 or t.is_floating_point()):
         raise SrkitError(f"imresize: tensors must be uint8 or floating point, got dtype {t.dtype}")
     steps = _plan((t.shape[2], t.shape[3]), scale, size, border)
-    # uint8 goes through float64 so the result is MATLAB's, bit for bit; float tensors stay in their dtype.
-    work = torch.float64 if is_u8 else t.dtype
+    # uint8 goes through float64 so the result is MATLAB's, bit for bit; float32/float64 tensors stay in their
+    # dtype; half precision accumulates in float32 (18+ taps summed in float16 would lose ~1e-2) and casts back.
+    if is_u8:
+        work = torch.float64
+    elif t.dtype in (torch.float16, torch.bfloat16):
+        work = torch.float32
+    else:
+        work = t.dtype
     x = t.to(work)
     for i, (axis, w_np, idx_np) in enumerate(steps):
         w, idx = _torch_taps(w_np, idx_np, t.device, work)
@@ -241,7 +247,7 @@ def _imresize_torch(t: "torch.Tensor", scale: ScaleArg, size: SizeArg, border: s
         if is_u8 and (rounding or i == len(steps) - 1):
             f = torch.floor(x)
             x = (f + ((x - f) >= 0.5).to(work)).clamp_(0, 255)
-    return x.to(torch.uint8) if is_u8 else x
+    return x.to(t.dtype)
 
 
 def imresize(
@@ -267,7 +273,8 @@ def imresize(
     Returns:
         The resized image, same kind and dtype as the input (uint8 in -> uint8 out, rounded half away from
         zero and saturated; float in -> float out, not clipped). numpy computes in float64; torch computes in
-        the tensor's float dtype (float64 for uint8 tensors) and is differentiable for float tensors.
+        the tensor's float dtype (float64 for uint8 tensors, float32 for float16/bfloat16 ones) and is
+        differentiable for float tensors.
     """
     if not isinstance(intermediate_rounding, bool):
         raise SrkitError(f"imresize: intermediate_rounding must be True or False, got {intermediate_rounding!r}")
