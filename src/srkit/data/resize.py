@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from numbers import Real
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -118,7 +118,9 @@ def _pair(name: str, value: Any) -> Tuple[Any, Any]:
     return value, value
 
 
-def output_size(in_hw: Tuple[int, int], scale: ScaleArg = None, size: SizeArg = None) -> Tuple[Tuple[int, int], Tuple[float, float]]:
+def output_size(
+    in_hw: Tuple[int, int], scale: ScaleArg = None, size: SizeArg = None
+) -> Tuple[Tuple[int, int], Tuple[float, float]]:
     """``((out_h, out_w), (scale_h, scale_w))`` as MATLAB derives them.
 
     With ``scale``: out = ceil(in * scale) and the given scale drives the kernel. With ``size``:
