@@ -228,6 +228,18 @@ def test_write_errors(tmp_path):
         write_image(tmp_path / "x.png", _rand(2, 2, 2))
     with pytest.raises(SrkitError, match="BMP"):
         write_image(tmp_path / "x.bmp", _rand(2, 2, 4))
+    with pytest.raises(SrkitError, match="compress_level"):
+        write_image(tmp_path / "x.png", _rand(2, 2, 3), compress_level=10)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_compress_level_changes_size_not_pixels(tmp_path):
+    y, x = np.mgrid[0:64, 0:64]
+    a = np.stack([x * 4, y * 4, (x * y) % 256], axis=-1).astype(np.uint16) * 257
+    fast = write_image(tmp_path / "f.png", a, compress_level=0)
+    small = write_image(tmp_path / "s.png", a, compress_level=9)
+    assert small.stat().st_size < fast.stat().st_size
+    np.testing.assert_array_equal(read_image(fast), read_image(small))
 
 
 # ---------------------------------------------------------------------------------------------- reading errors

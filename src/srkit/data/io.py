@@ -307,31 +307,29 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def _png_filter_rows(rows: np.ndarray, bpp: int) -> bytes:
-    """Apply PNG filters 0-4 to every row and keep, per row, the one with the smallest sum of |signed
-    bytes| (the usual heuristic); returns the filtered scanlines with their filter-type bytes."""
-    x = rows.astype(np.int16)
+def _png_paeth_rows(rows: np.ndarray, bpp: int) -> bytes:
+    """PNG filter type 4 (Paeth) applied to every scanline, with the filter-type bytes.
+
+    One filter for all rows: on photographs it compresses within a few per cent of a per-row adaptive choice
+    and costs a fraction of the time (measured on a DIV2K image).
+    """
+    x = rows
     left = np.zeros_like(x)
     left[:, bpp:] = x[:, :-bpp]
     up = np.zeros_like(x)
     up[1:] = x[:-1]
     upleft = np.zeros_like(x)
     upleft[1:, bpp:] = x[:-1, :-bpp]
-    p = left + up - upleft
-    pa, pb, pc = np.abs(p - left), np.abs(p - up), np.abs(p - upleft)
-    paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
-    preds = (np.zeros_like(x), left, up, (left + up) // 2, paeth)
-    filtered = np.stack([(x - q) & 0xFF for q in preds]).astype(np.uint8)  # (5, H, stride)
-    cost = np.abs(filtered.astype(np.int8).astype(np.int32)).sum(axis=2)  # (5, H)
-    best = cost.argmin(axis=0)
-    chosen = filtered[best, np.arange(rows.shape[0])]
-    out = np.empty((rows.shape[0], rows.shape[1] + 1), dtype=np.uint8)
-    out[:, 0] = best
-    out[:, 1:] = chosen
+    a, b, c = left.astype(np.int16), up.astype(np.int16), upleft.astype(np.int16)
+    pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)  # |p - a|, |p - b|, |p - c|, p = a + b - c
+    pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upleft))
+    out = np.empty((x.shape[0], x.shape[1] + 1), dtype=np.uint8)
+    out[:, 0] = 4
+    np.subtract(x, pred, out=out[:, 1:])  # uint8 arithmetic wraps modulo 256, as PNG wants
     return out.tobytes()
 
 
-def _encode_png16(a: np.ndarray, icc_profile: Optional[bytes]) -> bytes:
+def _encode_png16(a: np.ndarray, icc_profile: Optional[bytes], compress_level: int = 6) -> bytes:
     """A minimal 16-bit PNG encoder (gray, RGB or RGBA), which Pillow lacks for colour images."""
     h, w, c = a.shape
     colour_type = {1: 0, 3: 2, 4: 6}[c]
@@ -339,18 +337,20 @@ def _encode_png16(a: np.ndarray, icc_profile: Optional[bytes]) -> bytes:
     parts = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0))]
     if icc_profile:
         parts.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile)))
-    parts.append(_png_chunk(b"IDAT", zlib.compress(_png_filter_rows(rows, 2 * c), 6)))
+    parts.append(_png_chunk(b"IDAT", zlib.compress(_png_paeth_rows(rows, 2 * c), compress_level)))
     parts.append(_png_chunk(b"IEND", b""))
     return b"".join(parts)
 
 
-def _encode(a: np.ndarray, fmt: str, path: Path, icc_profile: Optional[bytes], quality: int) -> bytes:
+def _encode(
+    a: np.ndarray, fmt: str, path: Path, icc_profile: Optional[bytes], quality: int, compress_level: int
+) -> bytes:
     from PIL import Image
 
     c = a.shape[-1]
     if a.dtype == np.uint16:
         if fmt == "PNG":
-            return _encode_png16(a, icc_profile)
+            return _encode_png16(a, icc_profile, compress_level)
         if fmt == "TIFF" and c == 1:
             im = Image.fromarray(np.ascontiguousarray(a[..., 0]))  # uint16 2-D -> Pillow "I;16"
         else:
@@ -371,7 +371,7 @@ def _encode(a: np.ndarray, fmt: str, path: Path, icc_profile: Optional[bytes], q
     elif fmt == "WEBP":
         kwargs.update(quality=quality)
     elif fmt == "PNG":
-        kwargs.update(compress_level=6)
+        kwargs.update(compress_level=compress_level)
     buf = io.BytesIO()
     im.save(buf, format=fmt, **kwargs)
     return buf.getvalue()
@@ -389,13 +389,19 @@ def _default_file_mode() -> int:
 
 
 def write_image(
-    path: PathLike, array: np.ndarray, icc_profile: Optional[bytes] = None, quality: int = 95
+    path: PathLike,
+    array: np.ndarray,
+    icc_profile: Optional[bytes] = None,
+    quality: int = 95,
+    compress_level: int = 6,
 ) -> Path:
     """Write an HWC uint8/uint16 array (1, 3 or 4 channels; or HW) to an image file, atomically.
 
     The format follows the extension: .png, .jpg/.jpeg (quality ``quality``, 4:4:4), .bmp, .tif/.tiff,
-    .webp. uint16 is written as 16-bit PNG (gray, RGB or RGBA) or 16-bit grayscale TIFF. The ICC profile,
-    if given, is embedded (PNG, JPEG, TIFF, WebP). The parent folder must exist. Returns the path.
+    .webp (quality ``quality``). uint16 is written as 16-bit PNG (gray, RGB or RGBA) or 16-bit grayscale
+    TIFF. ``compress_level`` is the PNG zlib level, 0-9 (1 is about 3x faster than 6 for ~12 % larger
+    files). The ICC profile, if given, is embedded (PNG, JPEG, TIFF, WebP). The parent folder must exist.
+    Returns the path.
     """
     path = Path(path)
     fmt = _WRITE_FORMATS.get(path.suffix.lower())
@@ -415,7 +421,9 @@ def write_image(
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise SrkitError(f"cannot write {path}: folder {parent} does not exist")
-    data = _encode(a, fmt, path, icc_profile, quality)
+    if not (isinstance(compress_level, int) and 0 <= compress_level <= 9):
+        raise SrkitError(f"write_image: compress_level must be 0..9, got {compress_level!r}")
+    data = _encode(a, fmt, path, icc_profile, quality, compress_level)
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
