@@ -123,8 +123,8 @@ def save_model(
     to ``srkit.archs.describe(arch, **arch_kwargs)``. ``metadata`` adds ``recipe``, ``data``, ``metrics``,
     ``source`` or other JSON-serialisable keys. An existing file is replaced only with ``overwrite=True``;
     the file appears atomically (written to a temporary file in the same directory, then renamed).
-    With ``verify`` (default) the weights are checked against ``build(arch, **arch_kwargs)`` (on the meta
-    device, so without allocating) and a file that could not be loaded back is refused.
+    With ``verify`` (default) the weights are loaded into a fresh ``build(arch, **arch_kwargs)`` first, so
+    that a file which could not be loaded back is never written.
     """
     from safetensors.torch import save_file
 
@@ -178,18 +178,12 @@ def save_model(
 
 
 def _verify_rebuild(arch: str, arch_kwargs: dict[str, Any], tensors: dict[str, torch.Tensor], path: Path) -> None:
-    import torch
-
+    # A CPU build (the meta device would avoid the allocation, but its first use imports torch's
+    # reference decompositions, which costs seconds) compared by names and shapes only.
     from .convert.common import build_net, load_strict
 
-    with torch.device("meta"):
-        skeleton = build_net(arch, arch_kwargs)
-    # Compare names and shapes only (meta tensors hold no data); load_strict raises on any difference.
-    meta_state = {k: torch.empty(v.shape, device="meta", dtype=v.dtype) for k, v in tensors.items()}
-    try:
-        load_strict(skeleton, meta_state, source=f"the weights for {path}", arch=arch)
-    except NotImplementedError:  # a module whose load hooks cannot run on meta tensors: skip the check
-        pass
+    skeleton = build_net(arch, arch_kwargs)
+    load_strict(skeleton, tensors, source=f"the weights for {path}", arch=arch)
 
 
 def _header_metadata(path: Path) -> dict[str, str]:
