@@ -136,15 +136,22 @@ def test_errors(tmp_path, nearest_set):
         ds[1]
     with pytest.raises(SrkitError, match="not a multiple of the scale"):
         PairedImageDataset(nearest_set, SCALE, patch_size=10)
-    big = PairedImageDataset(nearest_set, SCALE, patch_size=81)
-    with pytest.raises(SrkitError, match=r"im0\.png: HR image 78x60 is smaller than the HR patch size 81"):
-        big[0]
+    with pytest.raises(SrkitError, match="no training image is at least 81x81"):
+        PairedImageDataset(nearest_set, SCALE, patch_size=81)
     with pytest.raises(SrkitError, match="lr_border"):
         PairedImageDataset(nearest_set, SCALE, lr_border="circular")
     with pytest.raises(SrkitError, match="empty"):
         PairedImageDataset([], SCALE)
     with pytest.raises(IndexError):
         ds[len(ds)]
+
+
+def test_images_smaller_than_the_patch_are_left_out_with_a_warning(nearest_set):
+    # HR sizes are 60x78, 51x69 and 72x72: only im2 holds a 63x63 patch
+    with pytest.warns(UserWarning, match=r"2 image\(s\) smaller than the 63px patch left out: im0, im1"):
+        ds = PairedImageDataset(nearest_set, SCALE, patch_size=63)
+    assert [p.name for p in ds.pairs] == ["im2"]
+    assert ds[0]["hr"].shape == (3, 63, 63)
 
 
 def test_single_image_dataset(nearest_set):

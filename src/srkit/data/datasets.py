@@ -8,6 +8,8 @@ patches it would have seen; no global random state is read or changed.
 
 from __future__ import annotations
 
+import warnings
+
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -49,6 +51,28 @@ def _as_pairs(source: PairsArg, scale: int) -> list[ImagePair]:
         else:
             raise SrkitError(f"dataset items must be ImagePair or image paths, got {type(it).__name__}")
     return pairs
+
+
+def _drop_smaller_than(pairs: list[ImagePair], patch_size: int) -> list[ImagePair]:
+    """Training sets mix sizes (T91 has a 78x78 image): images that cannot hold one HR patch are left out
+    with a warning rather than failing the whole run; an empty result is an error."""
+    from PIL import Image
+
+    kept, dropped = [], []
+    for pair in pairs:
+        try:
+            with Image.open(pair.hr_path) as im:  # header only, no decode
+                w, h = im.size
+        except Exception:  # unreadable files fail later with read_image's clear error
+            kept.append(pair)
+            continue
+        (kept if min(w, h) >= patch_size else dropped).append(pair)
+    if not kept:
+        raise SrkitError(f"no training image is at least {patch_size}x{patch_size} pixels (the HR patch size)")
+    if dropped:
+        names = ", ".join(p.name for p in dropped[:5]) + (" ..." if len(dropped) > 5 else "")
+        warnings.warn(f"{len(dropped)} image(s) smaller than the {patch_size}px patch left out: {names}", stacklevel=3)
+    return kept
 
 
 class PairedImageDataset:
@@ -104,6 +128,8 @@ class PairedImageDataset:
         if int(repeat) != repeat or repeat < 1:
             raise SrkitError(f"repeat must be a positive whole number, got {repeat!r}")
         self.pairs = _as_pairs(pairs_or_hr_folder, self.scale)
+        if patch_size is not None:
+            self.pairs = _drop_smaller_than(self.pairs, patch_size)
         self.patch_size = patch_size
         self.augment = bool(augment)
         self.lr_border = lr_border
