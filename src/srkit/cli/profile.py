@@ -27,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", default=None, help="arch:NAME, a model file or a zoo name (default: the default model)")
     p.add_argument("--size", default="256x256", metavar="WxH", help="LR input width x height (default 256x256)")
-    p.add_argument("--scale", type=int, default=None, help="upscaling factor (arch: builds it; model files: checked)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="upscaling factor (arch: builds it; model files: checked; continuous-scale models: "
+                        "the factor queried, default 4)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="constructor argument for arch:NAME (repeatable)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)")
@@ -65,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     from ..profile import format_bytes, format_count, profile_model
 
     h, w = parse_size(args.size)
+    scale = args.scale
+    if scale is not None and float(scale).is_integer():
+        scale = int(scale)
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -79,9 +84,10 @@ def run(args: argparse.Namespace) -> int:
 
         arch = model[len(ARCH_PREFIX):]
         kwargs = parse_set(args.sets)
-        if args.scale is not None:
-            kwargs["scale"] = args.scale
         descriptor = archs.describe(arch, **kwargs)
+        if scale is not None and not descriptor.continuous:  # continuous-scale nets take it per call
+            kwargs["scale"] = scale
+            descriptor = archs.describe(arch, **kwargs)
         torch.manual_seed(0)
         net = build_net(arch, kwargs)
         label = f"{model} (random weights)"
@@ -92,25 +98,34 @@ def run(args: argparse.Namespace) -> int:
 
         loaded = load_model(model)
         net, arch, descriptor = loaded.net, loaded.arch, loaded.descriptor
-        if args.scale is not None:
-            descriptor.check_scale(args.scale)
+        if scale is not None:
+            descriptor.check_scale(scale)
         label = str(loaded.path) if Path(model).exists() else f"{model} ({loaded.path})"
-    if descriptor.needs_ref or descriptor.continuous or not descriptor.scales:
-        kind = "reference-based" if descriptor.needs_ref else "continuous-scale or encoder-only"
-        raise SrkitError(f"srkit profile measures fixed-scale single-input networks; {arch} is {kind}")
+    call = None
+    if descriptor.needs_ref:
+        raise SrkitError(f"srkit profile measures single-input networks; {arch} needs a reference image")
+    if descriptor.continuous:
+        # arbitrary-scale networks (LIIF) take the factor as forward(lr, scale=s)
+        scale = 4 if scale is None else scale
+        descriptor.check_scale(scale)
+        call = lambda n, x: n(x, scale=scale)  # noqa: E731
+    elif not descriptor.scales:
+        raise SrkitError(f"{arch} is a feature encoder without an upsampler; there is no image to profile")
+    else:
+        scale = descriptor.scales[0]
     if h < descriptor.min_size or w < descriptor.min_size:
         raise ConfigError(f"{arch} needs inputs of at least {descriptor.min_size} pixels, got {args.size}")
     if h % descriptor.multiple_of or w % descriptor.multiple_of:
         raise ConfigError(f"{arch} needs sizes that are multiples of {descriptor.multiple_of}, got {args.size}")
 
     dtype = getattr(torch, args.dtype)
-    result = profile_model(net, (h, w), scale=descriptor.scales[0], device=device, runs=args.runs,
-                           warmup=args.warmup, dtype=dtype, in_channels=descriptor.in_channels)
+    result = profile_model(net, (h, w), scale=scale, device=device, runs=args.runs, warmup=args.warmup,
+                           dtype=dtype, in_channels=descriptor.in_channels, call=call)
 
     out = "x".join(map(str, result.output_shape))
     rows = [
         ("model", label),
-        ("arch", f"{arch}, x{descriptor.scales[0]}"),
+        ("arch", f"{arch}, x{scale:g}" + (" (continuous-scale)" if descriptor.continuous else "")),
         ("input", f"{w}x{h} (WxH) -> output {out} (NCHW)"),
         ("device", f"{result.device}, {result.dtype}"),
         ("params", f"{format_count(result.params)} ({result.params:,})"),

@@ -41,6 +41,7 @@ CONVERTERS: dict[str, str] = {
     "carn_m": "srkit.convert.backbones:convert_carn_m",
     "msrresnet": "srkit.convert.backbones:convert_msrresnet",
     "fsrcnn": "srkit.convert.backbones:convert_fsrcnn",
+    "liif": "srkit.convert.liif:convert_liif_state",
 }
 
 # Wrapper keys of common training frameworks, in order of preference: EMA weights before raw ones
