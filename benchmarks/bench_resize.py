@@ -4,7 +4,8 @@ Usage: python benchmarks/bench_resize.py [--threads 2] [--repeats 5] [--cuda]
 
 Uses the first 2040x1356 image of $SRKIT_DATA/div2k/HR (default ../shared/data) when present, else random
 pixels of that size (bicubic cost does not depend on content). Prints a Markdown table: best and median wall
-time of each pass for the numpy uint8 path (float64 inside, MATLAB-exact) and the torch float32 NCHW path.
+time, and best process CPU time, of each pass for the numpy uint8 path (float64 inside, MATLAB-exact) and the
+torch float32 NCHW path.
 """
 
 from __future__ import annotations
@@ -38,18 +39,19 @@ def load_image() -> tuple[np.ndarray, str]:
     return rng.integers(0, 256, (H, W, 3), dtype=np.uint8), "random"
 
 
-def timeit(fn, repeats: int, sync=None) -> tuple[float, float, object]:
+def timeit(fn, repeats: int, sync=None) -> tuple[float, float, float, object]:
     out = fn()  # warm-up: fills the weight caches
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
         if sync:
             sync()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
         if sync:
             sync()
         times.append(time.perf_counter() - t)
-    return min(times), statistics.median(times), out
+        cpu.append(time.process_time() - c)
+    return min(times), statistics.median(times), min(cpu), out
 
 
 def main() -> None:
@@ -64,8 +66,8 @@ def main() -> None:
     rows = []
 
     def add(label, fn, sync=None):
-        best, med, out = timeit(fn, args.repeats, sync)
-        rows.append((label, best, med))
+        best, med, cpu, out = timeit(fn, args.repeats, sync)
+        rows.append((label, best, med, cpu))
         return out
 
     lr = add("numpy uint8, down x4 (1356x2040 -> 339x510)", lambda: imresize(img, scale=0.25))
@@ -81,10 +83,12 @@ def main() -> None:
     print(f"image: {name} {img.shape}; torch {torch.__version__}, numpy {np.__version__}, "
           f"{args.threads} threads, {platform.processor() or platform.machine()}, best/median of {args.repeats}")
     print()
-    print("| pass | best (s) | median (s) |")
-    print("|---|---|---|")
-    for label, best, med in rows:
-        print(f"| {label} | {best:.3f} | {med:.3f} |")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (other jobs share the cores)")
+    print()
+    print("| pass | best wall (s) | median wall (s) | best CPU time, all threads (s) |")
+    print("|---|---|---|---|")
+    for label, best, med, cpu in rows:
+        print(f"| {label} | {best:.3f} | {med:.3f} | {cpu:.3f} |")
 
 
 if __name__ == "__main__":
