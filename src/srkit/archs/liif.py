@@ -214,7 +214,8 @@ class LIIF(nn.Module):
         out = None
         for rel, area, flat in zip(rels, areas, flats):
             small = torch.cat([rel, rel_cell], dim=-1) if rel_cell is not None else rel
-            x = torch.addmm(cache.hidden.index_select(0, flat), small.reshape(b * n, -1), w_first.t())
+            # gathered latent term (+ bias) plus the coordinate/cell term, added in place
+            x = cache.hidden.index_select(0, flat).addmm_(small.reshape(b * n, -1), w_first.t())
             for lin in linears[1:]:
                 x = torch.addmm(lin.bias, x.relu_(), lin.weight.t())
             pred = x.view(b, n, -1)
