@@ -105,7 +105,7 @@ def test_two_processes_match_one_process(tmp_path):
     moved = False
     for k, w in one["networks"]["net"].items():
         torch.testing.assert_close(two["networks"]["net"][k], w, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(two["ema"][k], one["ema"][k], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(two["ema"]["weights"][k], one["ema"]["weights"][k], rtol=1e-5, atol=1e-6)
         moved |= not torch.equal(w, _initial(k))
     assert moved
     # only rank 0 wrote logs and the model file

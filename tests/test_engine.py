@@ -114,7 +114,7 @@ def test_resume_is_bit_identical(tmp_path):
     assert (a["epoch"], a["pos"]) == (b["epoch"], b["pos"]) == (2, 3)
     for k in a["networks"]["net"]:
         assert torch.equal(a["networks"]["net"][k], b["networks"]["net"][k]), k
-        assert torch.equal(a["ema"][k], b["ema"][k]), k
+        assert torch.equal(a["ema"]["weights"][k], b["ema"]["weights"][k]), k
     sa, sb = a["optimizers"]["net"]["state"], b["optimizers"]["net"]["state"]
     for i in sa:
         assert torch.equal(sa[i]["exp_avg_sq"], sb[i]["exp_avg_sq"])
@@ -195,7 +195,7 @@ def test_ema_update_math():
     with torch.no_grad():
         net.weight.fill_(1.0)
         net.bias.fill_(0.0)
-    ema = EMA(net, decay=0.9)
+    ema = EMA(net, decay=0.9, warmup=False)
     with torch.no_grad():
         net.weight.fill_(3.0)
         net.bias.fill_(-1.0)
@@ -205,6 +205,20 @@ def test_ema_update_math():
     ema.update(net)  # 0.9 * 1.2 + 0.3 = 1.38
     assert torch.allclose(ema.shadow.weight, torch.full((1, 2), 1.38))
     assert not ema.shadow.weight.requires_grad
+    # with warm-up, update n uses min(decay, (1 + n) / (10 + n)): 2/11 first, then 3/12
+    warm = EMA(torch.nn.Linear(1, 1, bias=False), decay=0.999)
+    with torch.no_grad():
+        warm.shadow.weight.fill_(0.0)
+    target = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        target.weight.fill_(1.0)
+    warm.update(target)
+    assert warm.shadow.weight.item() == pytest.approx(1 - 2 / 11)
+    warm.update(target)
+    assert warm.shadow.weight.item() == pytest.approx(1 - (2 / 11) * (3 / 12))
+    restored = EMA(torch.nn.Linear(1, 1, bias=False), decay=0.999)
+    restored.load_state_dict(warm.state_dict())
+    assert restored.num_updates == 2 and restored.current_decay() == pytest.approx(4 / 13)
 
 
 def test_checkpoint_files_atomic_latest_and_pruned(tmp_path):

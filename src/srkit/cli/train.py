@@ -1,6 +1,6 @@
 """``srkit train CONFIG [--resume] [--force] [key=value ...]``: train a model from a YAML recipe.
 
-Under ``torchrun --nproc_per_node K -m srkit.cli train ...`` (or ``torchrun $(which srkit) train``)
+Under ``torchrun --nproc_per_node K -m srkit train ...`` (add ``--nnodes``/``--rdzv-endpoint`` for several machines)
 the same command trains on K processes; ``data.batch_size`` is the global batch.
 """
 
