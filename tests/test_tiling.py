@@ -77,7 +77,7 @@ def test_margin_smaller_than_receptive_field_is_not_exact() -> None:
     assert (short - full).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("length", [1, 7, 40, 41, 100, 257])
+@pytest.mark.parametrize("length", [1, 7, 41, 257])
 @pytest.mark.parametrize("tile,overlap,margin", [(16, 8, 3), (20, 10, 5), (33, 12, 0), (40, 6, 4), (64, 20, 6)])
 @pytest.mark.parametrize("scale", [1, 2, 3, 2.5])
 def test_weights_cover_every_pixel_with_full_context(length, tile, overlap, margin, scale) -> None:

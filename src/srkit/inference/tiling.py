@@ -186,20 +186,22 @@ def run_tiled(
             padded = pad_to(piece.to(device=device, dtype=dtype, copy=True), multiple_of, min_size)
             ph, pw = padded.shape[-2:]
             want = (max(round(ph * sy), oy1 - oy0), max(round(pw * sx), ox1 - ox0))
-            # Only the network runs in inference mode: the accumulator stays an ordinary tensor that callers
-            # may modify in place.
+            # The network and the per-tile weighting run in inference mode; the accumulator stays an ordinary
+            # tensor that callers may modify in place.
             with torch.inference_mode():
                 result = fn(padded, want)
-            del padded
-            if result.shape[-2] < oy1 - oy0 or result.shape[-1] < ox1 - ox0:
-                raise SrkitError(
-                    f"the network returned {tuple(result.shape[-2:])} for a {ph}x{pw} tile; expected at least "
-                    f"{oy1 - oy0}x{ox1 - ox0}"
-                )
-            result = result[:, :, : oy1 - oy0, : ox1 - ox0].to(device="cpu", dtype=torch.float32)
+                del padded
+                if result.shape[-2] < oy1 - oy0 or result.shape[-1] < ox1 - ox0:
+                    raise SrkitError(
+                        f"the network returned {tuple(result.shape[-2:])} for a {ph}x{pw} tile; expected at "
+                        f"least {oy1 - oy0}x{ox1 - ox0}"
+                    )
+                result = result[:, :, : oy1 - oy0, : ox1 - ox0].to(device="cpu", dtype=torch.float32)
+                result = result * wy[:, None]
+                result.mul_(wx[None, :])
             if out is None:
                 out = torch.zeros(n, result.shape[1], oh, ow)
-            out[:, :, oy0:oy1, ox0:ox1] += result * (wy[:, None] * wx[None, :])
+            out[:, :, oy0:oy1, ox0:ox1] += result
             del result
     assert out is not None
     # The weights already form a partition of unity; normalising by their sum guards against rounding.
@@ -211,7 +213,8 @@ def run_tiled(
         total_x[a:b] += wgt
     if not (bool((total_y > 0).all()) and bool((total_x > 0).all())):
         raise RuntimeError("tile weights leave output pixels uncovered (bug in the tiling plan)")
-    out /= total_y[:, None] * total_x[None, :]
+    out /= total_y[:, None]  # two broadcasts instead of one full-size weight map
+    out /= total_x[None, :]
     return out
 
 

@@ -469,13 +469,17 @@ def _prepare(image: Any) -> _Prepared:
 
 
 def _to_numpy(t: torch.Tensor, dtype: np.dtype) -> np.ndarray:
-    """(C, H, W) float in [0, 1] -> HWC array of ``dtype`` (rounded half to even for integers)."""
-    hwc = t.permute(1, 2, 0)
+    """(C, H, W) float in [0, 1] -> HWC array of ``dtype`` (rounded half to even for integers).
+
+    Works in place on ``t`` (the upscaler's own result) so that no second full-size float copy is made.
+    """
     if dtype == np.uint8:
-        return hwc.mul(255.0).round_().to(torch.uint8).numpy()
-    if dtype == np.uint16:
-        return hwc.mul(65535.0).round_().to(torch.int32).numpy().astype(np.uint16)
-    return hwc.numpy().astype(dtype)
+        q = t.mul_(255.0).round_().to(torch.uint8)
+    elif dtype == np.uint16:
+        q = t.mul_(65535.0).round_().to(torch.uint16)
+    else:
+        return np.ascontiguousarray(t.permute(1, 2, 0).numpy(), dtype=dtype)
+    return np.ascontiguousarray(q.permute(1, 2, 0).numpy())
 
 
 def _restore(prep: _Prepared, sr: torch.Tensor, alpha: torch.Tensor | None) -> Any:
