@@ -122,3 +122,19 @@ def test_cli_models_lists_zoo_and_architectures(tmp_path, capsys, monkeypatch):
     tiny = next(r for r in doc["zoo"] if r["name"] == "tiny-x2")
     assert tiny["params"] == n_values and tiny["metrics"] == {"Set5": {"psnr_y": 30.5}}
     assert {r["name"] for r in doc["architectures"]} == set(archs.names())
+
+
+@pytest.mark.parametrize(
+    "arch, kwargs, published",
+    [
+        ("msrresnet", {"nf": 36}, 1.66e9),
+        ("msrresnet", {"nf": 64}, 5.20e9),
+        ("carn_m", {"nf": 64}, 1.15e9),
+    ],
+)
+def test_flops_agree_with_classsr_published_branch_costs(arch, kwargs, published):
+    # ClassSR's cal_FLOPs hard-codes the cost of each branch per 32x32 LR patch, as 2 x MACs. Conv FLOPs
+    # are proportional to the pixel count, so an 8x8 pass times 16 gives the 32x32 figure cheaply.
+    net = archs.build(arch, **kwargs)
+    flops_32 = 16 * count_flops(net, torch.rand(1, 3, 8, 8))
+    assert flops_32 == pytest.approx(published, abs=0.01e9)  # published to 2 decimals, rounded loosely
