@@ -342,7 +342,7 @@ def test_names():
     # Method packages may register more networks when imported; the built-ins are always there.
     got = archs.names()
     assert got == sorted(got)
-    assert {"edsr", "edsr_baseline", "rcan", "carn_m", "msrresnet", "fsrcnn", "rdn"} <= set(got)
+    assert {"edsr", "edsr_baseline", "rcan", "carn_m", "msrresnet", "fsrcnn", "rdn", "liif"} <= set(got)
 
 
 def test_registry_defaults():
@@ -394,6 +394,11 @@ def test_register_adds_a_lazy_entry():
         archs.register("tiny_fsrcnn_test", "srkit.archs.fsrcnn", "FSRCNN", {"d": 4, "m": 1}, describe_fn)
         with pytest.raises(SrkitError, match="already registered"):
             archs.register("tiny_fsrcnn_test", "srkit.archs.rdn", "RDN")
+        # A descriptor function named by path is imported when first needed.
+        archs.register("tiny_fsrcnn_test", "srkit.archs.fsrcnn", "FSRCNN", {"m": 1}, "srkit.archs:_describe_fsrcnn",
+                       overwrite=True)
+        d = archs.describe("tiny_fsrcnn_test", scale=3)
+        assert d.arch == "tiny_fsrcnn_test" and d.scales == (3,) and d.receptive_field == 2 + 1 + 2
     finally:
         archs._REGISTRY.pop("tiny_fsrcnn_test", None)
 

@@ -2,7 +2,7 @@
 
     >>> from srkit import archs
     >>> archs.names()
-    ['carn_m', 'edsr', 'edsr_baseline', 'fsrcnn', 'msrresnet', 'rcan', 'rdn']
+    ['carn_m', 'edsr', 'edsr_baseline', 'fsrcnn', 'liif', 'msrresnet', 'rcan', 'rdn']
     >>> net = archs.build("msrresnet", nf=36)          # a torch.nn.Module, RGB [0, 1] in and out
     >>> archs.describe("msrresnet", nf=36).scales
     (4,)
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 DescribeFn = Callable[[str, Mapping[str, Any]], ModelDescriptor]
 """``describe_fn(name, kwargs)``: the descriptor of the network built by ``build(name, **kwargs)``;
-``kwargs`` holds the registered defaults merged with the caller's overrides."""
+``kwargs`` holds the registered defaults merged with the caller's overrides and the constructor's
+remaining defaults. May also be given as ``"package.module:function"``, imported on first use."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class ArchEntry:
     """Class (or factory function) name inside ``module``."""
     defaults: Mapping[str, Any] = field(default_factory=dict)
     """Keyword arguments applied before the caller's (e.g. ``edsr`` = 32 blocks of 256 features)."""
-    describe_fn: DescribeFn | None = None
+    describe_fn: DescribeFn | str | None = None
+    """Descriptor function, or its ``"module:function"`` path; None gives a plain fixed-scale descriptor."""
 
 
 _REGISTRY: dict[str, ArchEntry] = {}
@@ -52,7 +54,7 @@ def register(
     module: str,
     cls: str,
     defaults: Mapping[str, Any] | None = None,
-    describe_fn: DescribeFn | None = None,
+    describe_fn: DescribeFn | str | None = None,
     *,
     overwrite: bool = False,
 ) -> None:
@@ -118,9 +120,13 @@ def describe(name: str, **kwargs: Any) -> ModelDescriptor:
     """Descriptor of ``build(name, **kwargs)`` (without building it)."""
     entry = _entry(name)
     merged = _merged_kwargs(name, kwargs)
-    if entry.describe_fn is None:
+    fn = entry.describe_fn
+    if fn is None:
         return ModelDescriptor(arch=name, scales=(int(merged["scale"]),) if "scale" in merged else ())
-    return entry.describe_fn(name, merged)
+    if isinstance(fn, str):
+        module, _, attr = fn.partition(":")
+        fn = getattr(importlib.import_module(module), attr)
+    return fn(name, merged)
 
 
 # --- descriptors of the built-in backbones -------------------------------------------------------------
@@ -203,6 +209,8 @@ for _name, _module, _cls, _defaults, _fn in [
     ("msrresnet", "msrresnet", "MSRResNet", {}, _describe_msrresnet),
     ("fsrcnn", "fsrcnn", "FSRCNN", {}, _describe_fsrcnn),
     ("rdn", "rdn", "RDN", {}, _describe_rdn),
+    # Method networks (their modules own the descriptor; named by path so nothing is imported here).
+    ("liif", "liif", "LIIF", {"encoder": "edsr_baseline"}, "srkit.archs.liif:describe"),
 ]:
     register(_name, f"srkit.archs.{_module}", _cls, _defaults, _fn)
 del _name, _module, _cls, _defaults, _fn
