@@ -63,6 +63,8 @@ def test_round_trip_weights_metadata_descriptor(tmp_path):
         assert torch.equal(loaded.net(x), net.eval()(x))
     # header-only readers agree
     assert read_metadata(path) == doc
+    with pytest.raises(SrkitError, match="holds a msrresnet model, not edsr"):
+        load_model(path, arch="edsr")
     assert count_params(path) == sum(t.numel() for t in want.values())
 
 
@@ -151,6 +153,8 @@ def test_missing_file_and_unknown_name(tmp_path, monkeypatch):
     monkeypatch.setenv("SRKIT_MODEL_PATH", str(tmp_path))
     with pytest.raises(SrkitError, match="does not exist"):
         load_model(tmp_path / "nope.safetensors")
+    with pytest.raises(SrkitError, match="is not a file"):
+        load_model(tmp_path)
     with pytest.raises(SrkitError, match="unknown model 'nope'.*known models: none installed"):
         load_model("nope")
 

@@ -210,7 +210,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The srkit JSON document of a model file, without building the network or reading weights."""
     path = Path(path)
     if not path.is_file():
-        raise SrkitError(f"model file {path} does not exist")
+        raise SrkitError(f"model file {path} {'is not a file' if path.exists() else 'does not exist'}")
     raw = _header_metadata(path).get(METADATA_KEY)
     if raw is None:
         raise SrkitError(
@@ -250,12 +250,14 @@ def count_params(path: str | os.PathLike[str]) -> int:
 
 
 def resolve_model_path(path_or_name: str | os.PathLike[str]) -> Path:
-    """A model file path as given, or the zoo file of a model name."""
+    """The path as given when it exists (so a file shadows a zoo name), else the zoo file of the name."""
     p = Path(path_or_name)
     if p.exists():
         return p
     text = str(path_or_name)
-    looks_like_path = os.sep in text or (os.altsep and os.altsep in text) or p.suffix in (".safetensors", *FOREIGN_SUFFIXES)
+    looks_like_path = (
+        os.sep in text or bool(os.altsep and os.altsep in text) or p.suffix in (".safetensors", *FOREIGN_SUFFIXES)
+    )
     from . import zoo
 
     try:
@@ -278,7 +280,8 @@ def load_model(
 
     A foreign ``.pth``/``.pt``/``.ckpt`` checkpoint is accepted only through the converter, which reads
     it with ``torch.load(weights_only=True)``; it needs ``arch`` (and takes ``scale``/``overrides``
-    like ``srkit convert``). Weights are loaded with strict key and shape matching.
+    like ``srkit convert``). For an srkit model file ``arch``, if given, must match the recorded one.
+    Weights are loaded with strict key and shape matching.
     """
     import torch
 
@@ -300,6 +303,8 @@ def load_model(
     from .convert.common import build_net, load_strict
 
     arch_name = doc["arch"]
+    if arch is not None and arch != arch_name:
+        raise SrkitError(f"{path} holds a {arch_name} model, not {arch}")
     kwargs = dict(doc.get("arch_kwargs") or {})
     net = build_net(arch_name, kwargs)
     from safetensors.torch import load_file
