@@ -119,8 +119,12 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{arch} needs sizes that are multiples of {descriptor.multiple_of}, got {args.size}")
 
     dtype = getattr(torch, args.dtype)
-    result = profile_model(net, (h, w), scale=scale, device=device, runs=args.runs, warmup=args.warmup,
-                           dtype=dtype, in_channels=descriptor.in_channels, call=call)
+    try:
+        result = profile_model(net, (h, w), scale=scale, device=device, runs=args.runs, warmup=args.warmup,
+                               dtype=dtype, in_channels=descriptor.in_channels, call=call)
+    except RuntimeError as e:  # out of memory, or an op without a kernel for this device/dtype
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SrkitError(f"{arch} failed on {device} {args.dtype} at {args.size}: {first}") from None
 
     out = "x".join(map(str, result.output_shape))
     rows = [
