@@ -346,25 +346,28 @@ class LIIF(nn.Module):
         b, _, h, w = lr.shape
         height, width = _output_size(h, w, size, scale)
         feat = self.encode(lr)
-        if reference:
-            feat = self._unfold(feat)
-            run = self._query_reference
-        else:
-            feat = self.precompute(feat)
-            run = self._query_fast
+        latent = self._unfold(feat) if reference else self.precompute(feat)
+        out = torch.empty(b, 3, height, width, device=lr.device, dtype=lr.dtype)
         chunk = chunk_size or self.chunk_size_for(memory_budget, reference=reference)
-        ys = make_coord(height, lr.device)
-        xs = make_coord(width, lr.device)
-        cell_value = torch.ones(2, device=lr.device)
+        self._render(latent, out, 0, height * width, chunk, reference)
+        return out
+
+    def _render(self, latent, out: torch.Tensor, start: int, stop: int, chunk: int, reference: bool) -> None:
+        """Fill output pixels ``start:stop`` (raster order) of ``out`` (B, 3, H, W) in chunks of ``chunk``."""
+        b, _, height, width = out.shape
+        run = self._query_reference if reference else self._query_fast
+        device = out.device
+        ys = make_coord(height, device)
+        xs = make_coord(width, device)
+        cell_value = torch.ones(2, device=device)  # the official demo's cell: ones * (2 / H, 2 / W)
         cell_value[0] *= 2 / height
         cell_value[1] *= 2 / width
-        out = torch.empty(b, 3, height * width, device=lr.device, dtype=lr.dtype)
-        for a in range(0, height * width, chunk):
-            idx = torch.arange(a, min(a + chunk, height * width), device=lr.device)
+        flat = out.view(b, 3, height * width)
+        for a in range(start, stop, chunk):
+            idx = torch.arange(a, min(a + chunk, stop), device=device)
             coord = torch.stack([ys[idx // width], xs[idx % width]], dim=-1).unsqueeze(0).expand(b, -1, 2)
             cell = cell_value.expand(b, len(idx), 2) if self.cell_decode else None
-            out[:, :, a : a + len(idx)] = (run(feat, coord, cell) * 0.5 + 0.5).transpose(1, 2)
-        return out.view(b, 3, height, width)
+            flat[:, :, a : a + len(idx)] = (run(latent, coord, cell) * 0.5 + 0.5).transpose(1, 2)
 
 
 def _nearest_index(c: torch.Tensor, n: int) -> torch.Tensor:
@@ -414,6 +417,7 @@ def describe(name: str = "liif", kw: dict | None = None) -> ModelDescriptor:
         arch=name,
         scale_range=(1.0, 64.0),
         receptive_field=rf,
+        # coordinates need float32: half precision cannot even address the pixels of a large output
         supports_half=False,
-        supports_bfloat16=True,
+        supports_bfloat16=False,
     )
