@@ -199,14 +199,17 @@ def test_is_oom() -> None:
 
 
 def test_measure_bytes_per_pixel_known_answer() -> None:
-    # One 3->8 conv: the only tensor created is its float32 output, 8 * 4 = 32 bytes per pixel.
+    # One 3->8 conv: the tile (3 floats) and the conv's output (8 floats) per pixel: 44 bytes.
     conv = nn.Conv2d(3, 8, 3, padding=1)
     bpp = tiling.measure_bytes_per_pixel(lambda x, hw: conv(x), 3, (1.0, 1.0), safety=1.0, probe=32)
-    assert bpp == 32.0
-    # conv -> tanh -> conv(8->4): peak is the tanh input + output alive together (8 + 8 floats)
-    conv2 = nn.Conv2d(8, 4, 3, padding=1)
-    bpp = tiling.measure_bytes_per_pixel(lambda x, hw: conv2(torch.tanh(conv(x))), 3, (1.0, 1.0), safety=1.0)
-    assert bpp == 64.0
+    assert bpp == 44.0
+    # conv -> tanh -> conv(8->4): at the peak the tile, the conv output and the tanh output are alive: 3 + 8 + 8
+    seq = nn.Sequential(conv, nn.Tanh(), nn.Conv2d(8, 4, 3, padding=1))
+    assert tiling.measure_bytes_per_pixel(lambda x, hw: seq(x), 3, (1.0, 1.0), safety=1.0) == 76.0
+    # an in-place activation adds nothing
+    seq = nn.Sequential(conv, nn.ReLU(inplace=True), nn.Conv2d(8, 4, 3, padding=1))
+    assert tiling.measure_bytes_per_pixel(lambda x, hw: seq(x), 3, (1.0, 1.0), safety=1.0) == 60.0
+    assert tiling.measure_bytes_per_pixel(lambda x, hw: seq(x), 3, (1.0, 1.0)) == 60.0 * 1.25
 
 
 def test_tile_for_budget() -> None:
