@@ -13,7 +13,7 @@ agreement on fixtures produced by running BasicSR itself.
 
 Return types: numpy inputs and CHW tensors give a Python ``float``; NCHW tensors give a float64 tensor of
 shape (N,) with one value per image (average it yourself if you want a batch mean).
-PSNR of identical images is ``inf``.
+PSNR of identical images is ``inf``. Tensors are detached: these are evaluation metrics, not losses.
 """
 
 from __future__ import annotations
