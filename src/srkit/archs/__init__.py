@@ -110,10 +110,7 @@ def build(name: str, **kwargs: Any) -> nn.Module:
     Raises :class:`ConfigError` (a :class:`SrkitError`) for an unknown name or argument, or a value the
     network does not support (e.g. an unsupported scale).
     """
-    ctor = _constructor(name)
-    merged = _merged_kwargs(name, kwargs)
-    accepted = inspect.signature(ctor).parameters
-    return ctor(**{k: v for k, v in merged.items() if k in accepted})
+    return _constructor(name)(**_merged_kwargs(name, kwargs))
 
 
 def describe(name: str, **kwargs: Any) -> ModelDescriptor:
@@ -184,7 +181,8 @@ def _describe_msrresnet(name: str, kw: Mapping[str, Any]) -> ModelDescriptor:
 def _describe_fsrcnn(name: str, kw: Mapping[str, Any]) -> ModelDescriptor:
     scale = int(kw["scale"])
     lr = 2 + kw["m"]  # 5x5 head, m 3x3 maps (the 1x1 convs add nothing)
-    # A 9-tap transposed conv at stride s reaches ceil(((k - 1) / 2 + 1) / s)-ish LR pixels; 2 covers 2..4.
+    # The 9-tap transposed conv gathers, for each output pixel, the LR pixels within 4 HR pixels, i.e.
+    # within 4 / s + 1 LR pixels: at most 2 for s >= 2 (wherever the padding puts the phase).
     return _fixed(name, scale, _rf(lr + 2, []))
 
 

@@ -26,9 +26,9 @@ def conv(in_channels: int, out_channels: int, kernel_size: int, bias: bool = Tru
 def check_scale(arch: str, scale: int, allowed: Iterable[int]) -> int:
     """Return ``scale`` as int, or raise :class:`ConfigError` when ``arch`` cannot upscale by it."""
     allowed = tuple(allowed)
-    if isinstance(scale, bool) or int(scale) != scale or int(scale) not in allowed:
-        raise ConfigError(f"{arch} supports scale {', '.join(map(str, allowed))}, not {scale!r}")
-    return int(scale)
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale in allowed:
+        return int(scale)
+    raise ConfigError(f"{arch} supports scale {', '.join(map(str, allowed))}, not {scale!r}")
 
 
 class MeanShift(nn.Conv2d):
