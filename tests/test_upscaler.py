@@ -246,3 +246,37 @@ def test_load_wraps_the_model_file(monkeypatch) -> None:
     assert up.scales == (4,) and up.default_scale == 4 and "tile=off" in repr(up)
     load("mine.safetensors", device="cpu", max_memory=10**8)
     assert calls[-1][0] == "mine.safetensors"
+
+
+def test_srkit_backbone_tiles_exactly_with_its_descriptor() -> None:
+    """A real srkit backbone with the receptive field its descriptor states: tiled == untiled."""
+    from srkit import archs
+
+    torch.manual_seed(0)
+    kw = {"n_resblocks": 2, "n_feats": 8, "scale": 2}
+    net, desc = archs.build("edsr_baseline", **kw), archs.describe("edsr_baseline", **kw)
+    x = torch.rand(1, 3, 70, 83)
+    full = Upscaler(net, desc, tile=0).upscale(x)
+    side = 2 * (2 * desc.receptive_field + 8)
+    up = Upscaler(net, desc, tile=side)
+    tiled = up.upscale(x)
+    assert side < 70 and up.last_tile == (side, side)
+    assert (tiled - full).abs().max() < 1e-5
+
+
+def test_continuous_network_liif_plugs_in() -> None:
+    """srkit's LIIF (``forward(lr, size)``) through the upscaler; at an integer scale tiles are exact."""
+    import dataclasses
+
+    from srkit.archs.liif import LIIF, describe
+
+    torch.manual_seed(0)
+    net = LIIF(encoder="edsr_baseline", encoder_args={"n_resblocks": 1, "n_feats": 8}, hidden=(16,))
+    desc = dataclasses.replace(describe("edsr_baseline"), receptive_field=6)  # 1-block encoder: 4 + unfold/ensemble
+    x = torch.rand(1, 3, 44, 45)
+    full = Upscaler(net, desc, tile=0).upscale(x, scale=3)
+    up = Upscaler(net, desc, tile=40)  # 2 * overlap (2 * 6 + 8)
+    tiled = up.upscale(x, scale=3)
+    assert full.shape == (1, 3, 132, 135) and up.last_tile == (40, 40)
+    assert (tiled - full).abs().max() < 1e-4
+    assert Upscaler(net, desc, tile=0).upscale(x, size=(61, 70)).shape == (1, 3, 61, 70)
