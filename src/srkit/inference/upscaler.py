@@ -30,7 +30,8 @@ whole reference passed to every tile.
 
 Tiling a continuous-scale network asks it for ``round(tile * scale)`` pixels per tile. When ``tile_start *
 scale`` is an integer (always at integer scales) each tile's sampling grid is exactly the untiled one and
-the result is identical (checked with srkit's LIIF at x3: 4e-6); at other fractional scales the grids of a
+the result is identical (checked with srkit's LIIF at x3: 4e-6, except at output pixels where LIIF's choice
+of the nearest latent code is a float tie, which tile-relative coordinates may break differently); at other fractional scales the grids of a
 tile and of the whole image differ by up to half an output pixel, which the cross-fade hides but does not
 remove (LIIF at x2.5: 7e-3). Exact fractional tiling would query global coordinates through the network's
 ``encode``/``query``; it is not done yet.
