@@ -1,0 +1,246 @@
+"""ClassSR whole-image inference: cut the LR image into patches, classify them, run each class's patches
+**together** through its branch, and stitch the SR patches back with overlaps averaged.
+
+The official test (``test_ClassSR.py``) runs the patches one at a time, so every patch pays the per-call
+overhead of a small convolution and the FLOPs saved by the small branches never show on the clock. Here the
+patches of one class form batches (``net.batch_size`` at a time), which makes the saving a wall-clock one.
+
+Patch grid (LR pixels): tops/lefts ``0, stride, 2 * stride, ...`` while a patch fits. The official protocol
+stops there and drops the right/bottom remainder (its output is smaller than ``scale x`` the input); by
+default srkit adds one last patch flush with the border so that the whole image is covered. Overlapping
+SR pixels are averaged (with the official stride 28 and patch 32 this is exactly the official "divide the
+overlap stripes by 2" rule).
+
+``official=True`` reproduces the official protocol: remainder dropped and each SR patch rounded to 8 bits
+before stitching (the official code converts each patch to uint8 first).
+
+FLOPs (:func:`flops_report`): the official per-patch constants of ``cal_FLOPs`` (2 x MACs per 32x32 LR
+patch; the FSRCNN ones count the transposed conv the way ``thop`` does, 16x its true cost at x4) for
+paper-comparable percentages, and true counts from :func:`srkit.profile.count_flops`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import SrkitError
+
+if TYPE_CHECKING:
+    from ..archs.classsr import ClassSR
+
+CLASS_NAMES = ("simple", "medium", "hard")
+
+# Official cal_FLOPs constants per 32x32 LR patch at x4: branch 1/2/3 and the classifier term (FSRCNN only).
+OFFICIAL_PATCH_FLOPS: dict[str, tuple[float, float, float, float]] = {
+    "fsrcnn": (141e6, 304e6, 468e6, 7.4e6),
+    "carn_m": (0.38e9, 0.77e9, 1.15e9, 0.0),
+    "msrresnet": (1.66e9, 3.44e9, 5.20e9, 0.0),
+    "rcan": (10.33e9, 19.90e9, 32.60e9, 0.0),
+}
+
+
+@dataclass
+class Routing:
+    """Where the patches were and which branch each took."""
+
+    positions: list[tuple[int, int]]
+    """(top, left) of each patch in LR pixels, row-major."""
+    classes: torch.Tensor
+    """(N, P) int64: the branch (0 simple, 1 medium, 2 hard) of patch p of image n."""
+    image_size: tuple[int, int]
+    """(H, W) of the LR input."""
+    covered: tuple[int, int]
+    """(H, W) of the LR region the output covers: the whole image unless ``official``."""
+    patch_size: int
+    stride: int
+    scale: int
+    official: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        """Patches per class over all images."""
+        c = torch.bincount(self.classes.flatten().cpu(), minlength=3)
+        return int(c[0]), int(c[1]), int(c[2])
+
+    @property
+    def shares(self) -> tuple[float, float, float]:
+        n = max(1, sum(self.counts))
+        return tuple(c / n for c in self.counts)  # type: ignore[return-value]
+
+
+def patch_starts(length: int, patch: int, stride: int, cover: bool = True) -> list[int]:
+    """Patch starts along one axis: ``0, stride, ...`` while ``start + patch <= length``; with ``cover`` one
+    more start ``length - patch`` when the last patch stops short of the end. ``length >= patch``."""
+    if length < patch:
+        raise SrkitError(f"image side {length} is smaller than the ClassSR patch size {patch}")
+    starts = list(range(0, length - patch + 1, stride))
+    if cover and starts[-1] + patch < length:
+        starts.append(length - patch)
+    return starts
+
+
+def forced_classes(n: int, shares: Sequence[float], seed: int = 0) -> torch.Tensor:
+    """``n`` class indices with the given shares (rounded), in random order: for timing forced routes."""
+    total = float(sum(shares))
+    counts = [round(n * s / total) for s in shares]
+    counts[-1] = n - sum(counts[:-1])
+    cls = torch.cat([torch.full((max(0, c),), k, dtype=torch.long) for k, c in enumerate(counts)])[:n]
+    g = torch.Generator().manual_seed(seed)
+    return cls[torch.randperm(n, generator=g)]
+
+
+def routed_upscale(
+    net: ClassSR,
+    lr: torch.Tensor,
+    *,
+    official: bool = False,
+    classes: torch.Tensor | None = None,
+    per_patch: bool = False,
+    batch_size: int | None = None,
+) -> tuple[torch.Tensor, Routing]:
+    """Super-resolve LR images (N, 3, H, W), RGB [0, 1], by ClassSR's patch routing.
+
+    Args:
+        net: a :class:`~srkit.archs.classsr.ClassSR` (its mode is not changed; call ``.eval()`` for BatchNorm
+            branches such as CARN-M).
+        official: drop the right/bottom remainder and round each SR patch to 8 bits, as the official test does.
+        classes: force the routes: (N * P,) or (N, P) class indices instead of the classifier's argmax.
+        per_patch: run every patch alone (the official execution; for comparisons), not batched per class.
+        batch_size: patches per branch call (default ``net.batch_size``).
+
+    Returns: (SR (N, 3, scale * Hc, scale * Wc), :class:`Routing`) where (Hc, Wc) = ``routing.covered``, the
+    whole image by default. Images smaller than a patch are padded (edge replicate) and the output cropped;
+    in ``official`` mode they are an error, as in the official code.
+    """
+    n, c, h, w = lr.shape
+    p, s, r = net.patch_size, net.stride, net.scale
+    if c != 3:
+        raise SrkitError(f"ClassSR takes RGB input (3 channels), got {c}")
+    ph, pw = max(0, p - h), max(0, p - w)
+    if (ph or pw) and official:
+        raise SrkitError(f"image {h}x{w} is smaller than the {p}x{p} patch of the official ClassSR protocol")
+    x = F.pad(lr, (0, pw, 0, ph), mode="replicate") if ph or pw else lr
+    hh, ww = x.shape[-2:]
+    tops = patch_starts(hh, p, s, cover=not official)
+    lefts = patch_starts(ww, p, s, cover=not official)
+    positions = [(t, l) for t in tops for l in lefts]
+    hc, wc = (tops[-1] + p, lefts[-1] + p)
+    patches = torch.stack([x[:, :, t : t + p, l : l + p] for t, l in positions], dim=1)  # (N, P, 3, p, p)
+    flat = patches.reshape(-1, 3, p, p)
+    if classes is None:
+        cls = torch.cat([net.classify(flat[i : i + 1024]).argmax(dim=1) for i in range(0, flat.shape[0], 1024)])
+    else:
+        cls = classes.reshape(-1).to(device=lr.device, dtype=torch.long)
+        if cls.numel() != flat.shape[0]:
+            raise SrkitError(f"forced classes: {cls.numel()} values for {flat.shape[0]} patches")
+    out = lr.new_zeros(n, 3, hc * r, wc * r)
+    weight = lr.new_zeros(1, 1, hc * r, wc * r)
+    for t, l in positions:
+        weight[..., t * r : (t + p) * r, l * r : (l + p) * r] += 1
+    npos = len(positions)
+    bs = 1 if per_patch else (batch_size or net.batch_size)
+    for k, branch in enumerate(net.branches):
+        idx = (cls == k).nonzero(as_tuple=True)[0]
+        for start in range(0, idx.numel(), bs):
+            sel = idx[start : start + bs]
+            sr = branch(flat[sel])
+            if official:
+                sr = sr.clamp(0, 1).mul(255).round().div(255)
+            for j, q in enumerate(sel.tolist()):
+                t, l = positions[q % npos]
+                out[q // npos, :, t * r : (t + p) * r, l * r : (l + p) * r] += sr[j]
+    out = out / weight
+    if ph or pw:
+        out = out[..., : h * r, : w * r]
+        hc, wc = min(hc, h), min(wc, w)
+    routing = Routing(positions, cls.reshape(n, npos), (h, w), (hc, wc), p, s, r, official)
+    return out, routing
+
+
+def upscale_image(net: ClassSR, lr: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, Routing]:
+    """:func:`routed_upscale` in eval mode under ``torch.inference_mode()`` (restores the training flag)."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.inference_mode():
+            return routed_upscale(net, lr, **kwargs)
+    finally:
+        net.train(was_training)
+
+
+def official_patch_flops(net: ClassSR) -> tuple[float, float, float, float] | None:
+    """The official per-patch constants when ``net`` is one of the four official configurations (backbone,
+    widths, x4, 32x32 patches, default backbone arguments); None otherwise."""
+    from ..archs.classsr import OFFICIAL_WIDTHS
+
+    if (net.backbone in OFFICIAL_PATCH_FLOPS and tuple(net.widths) == OFFICIAL_WIDTHS.get(net.backbone)
+            and net.scale == 4 and net.patch_size == 32 and not net.backbone_args):
+        return OFFICIAL_PATCH_FLOPS[net.backbone]
+    return None
+
+
+def true_patch_flops(net: ClassSR) -> tuple[int, int, int, int]:
+    """True FLOPs (2 x MACs, :func:`srkit.profile.count_flops`) of branch 1/2/3 and the classifier on one
+    patch; cached on the network."""
+    from ..profile import count_flops
+
+    key = ("_classsr_true_flops", net.patch_size, net.scale)
+    cached = getattr(net, "_classsr_flops_cache", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    ref = next(net.parameters())
+    x = torch.rand(1, 3, net.patch_size, net.patch_size, device=ref.device, dtype=ref.dtype)
+    was_training = net.training
+    net.eval()
+    try:
+        values = tuple(count_flops(b, x) for b in net.branches) + (count_flops(net.classifier, x),)
+    finally:
+        net.train(was_training)
+    object.__setattr__(net, "_classsr_flops_cache", (key, values))
+    return values  # type: ignore[return-value]
+
+
+def flops_report(net: ClassSR, routing: Routing) -> dict[str, Any]:
+    """FLOPs of a routed image, per patch and relative to running every patch through branch 3.
+
+    Keys: ``counts`` and ``shares`` (per class), ``patches``; ``official_flops_per_patch`` and
+    ``official_percent`` (the paper's numbers: count-weighted branch constants, +7.4M for FSRCNN, divided by
+    branch 3's constant; None for non-official configurations); ``true_flops_per_patch`` (branches +
+    classifier), ``true_percent`` (the same over branch 3 alone) and ``true_flops_total`` (all patches of
+    all images, classifier included).
+    """
+    counts = routing.counts
+    total = max(1, sum(counts))
+    shares = [c / total for c in counts]
+    rep: dict[str, Any] = {"counts": list(counts), "shares": shares, "patches": sum(counts),
+                           "classes": list(CLASS_NAMES)}
+    off = official_patch_flops(net)
+    if off is not None:
+        per = sum(sh * f for sh, f in zip(shares, off[:3])) + off[3]
+        rep["official_flops_per_patch"] = per
+        rep["official_percent"] = 100.0 * per / off[2]
+    else:
+        rep["official_flops_per_patch"] = None
+        rep["official_percent"] = None
+    tru = true_patch_flops(net)
+    per_true = sum(sh * f for sh, f in zip(shares, tru[:3])) + tru[3]
+    rep["true_flops_per_patch"] = per_true
+    rep["true_percent"] = 100.0 * per_true / tru[2]
+    rep["true_flops_total"] = per_true * sum(counts)
+    return rep
+
+
+def image_report(net: ClassSR, lr: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Upscale one LR image and return (SR, :func:`flops_report` dict): the call for a per-image eval log."""
+    sr, routing = upscale_image(net, lr, **kwargs)
+    return sr, flops_report(net, routing)
+
+
+__all__ = ["CLASS_NAMES", "OFFICIAL_PATCH_FLOPS", "Routing", "flops_report", "forced_classes", "image_report",
+           "official_patch_flops", "patch_starts", "routed_upscale", "true_patch_flops", "upscale_image"]
