@@ -352,3 +352,21 @@ def test_convert_checkpoint_end_to_end(name):
         out = converted.net(io["lr"], (37, 29))[0]
     torch.testing.assert_close(out, io["out_37x29"] * 0.5 + 0.5, atol=1e-5, rtol=0)
     assert converted.descriptor.continuous
+
+
+def test_fused_and_plain_hidden_layers_agree(monkeypatch):
+    import srkit.archs.liif as liif_module
+
+    if not liif_module._fused_linear_relu_available():
+        pytest.skip("this torch build has no oneDNN fused linear (the plain path is the only one)")
+    m = small()
+    lr = torch.rand(1, 3, 6, 7)
+    with torch.inference_mode():
+        monkeypatch.setattr(liif_module, "_FUSED", True)
+        fused = m(lr, (17, 19))
+        monkeypatch.setattr(liif_module, "_FUSED", False)
+        plain = m(lr, (17, 19))
+        ref = m(lr, (17, 19), reference=True)
+    assert not torch.equal(fused, torch.zeros_like(fused))
+    torch.testing.assert_close(fused, plain, atol=1e-6, rtol=0)
+    torch.testing.assert_close(fused, ref, atol=1e-5, rtol=0)

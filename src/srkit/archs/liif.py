@@ -216,8 +216,7 @@ class LIIF(nn.Module):
             small = torch.cat([rel, rel_cell], dim=-1) if rel_cell is not None else rel
             # gathered latent term (+ bias) plus the coordinate/cell term, added in place
             x = cache.hidden.index_select(0, flat).addmm_(small.reshape(b * n, -1), w_first.t())
-            for lin in linears[1:]:
-                x = torch.addmm(lin.bias, x.relu_(), lin.weight.t())
+            x = _mlp_tail(x, linears[1:])
             pred = x.view(b, n, -1)
             if self.local_ensemble:
                 pred = pred * (area / tot_area).unsqueeze(-1)
@@ -368,6 +367,42 @@ class LIIF(nn.Module):
             coord = torch.stack([ys[idx // width], xs[idx % width]], dim=-1).unsqueeze(0).expand(b, -1, 2)
             cell = cell_value.expand(b, len(idx), 2) if self.cell_decode else None
             flat[:, :, a : a + len(idx)] = (run(latent, coord, cell) * 0.5 + 0.5).transpose(1, 2)
+
+
+def _fused_linear_relu_available() -> bool:
+    """oneDNN's linear with bias and ReLU fused in the GEMM epilogue (the op torch.compile uses on CPU)."""
+    try:
+        x = torch.ones(2, 3)
+        w = torch.ones(4, 3)
+        y = torch.ops.mkldnn._linear_pointwise(x, w, torch.zeros(4), "relu", [], "")
+        return bool(torch.equal(y, torch.full((2, 4), 3.0)))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_FUSED: bool | None = None
+
+
+def _mlp_tail(x: torch.Tensor, linears: Sequence[nn.Linear]) -> torch.Tensor:
+    """ReLU then the remaining Linear layers, on the first layer's pre-activation ``x`` (modified in place).
+
+    Without autograd on CPU float32, hidden layers use oneDNN's fused linear + bias + ReLU, which saves two
+    passes over the activations per layer (the bias broadcast and the separate ReLU); otherwise addmm.
+    """
+    global _FUSED
+    x = x.relu_()
+    fusable = x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+    if fusable and _FUSED is None:
+        _FUSED = _fused_linear_relu_available()
+    for i, lin in enumerate(linears):
+        last = i == len(linears) - 1
+        if fusable and _FUSED and not last:
+            x = torch.ops.mkldnn._linear_pointwise(x, lin.weight, lin.bias, "relu", [], "")
+        else:
+            x = torch.addmm(lin.bias, x, lin.weight.t())
+            if not last:
+                x = x.relu_()
+    return x
 
 
 def _nearest_index(c: torch.Tensor, n: int) -> torch.Tensor:
