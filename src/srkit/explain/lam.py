@@ -494,9 +494,89 @@ def lam(
     return LamResult(attr.cpu(), sr.cpu(), (x, y, wsize), None if attr_ref is None else attr_ref.cpu(), name)
 
 
+# ------------------------------------------------------------------------------ inputs for whole images
+
+
+def prepare_images(hr: np.ndarray, scale: float, multiple_of: int = 1, method: str = "pil") -> tuple[np.ndarray, np.ndarray]:
+    """The demo's inputs from an HR image: (HR cropped, LR), both HWC uint8 RGB.
+
+    The HR image (uint8, or uint16 rounded to 8 bits) is cropped at the bottom/right to a multiple of
+    ``scale`` (times ``multiple_of``, the network's input constraint) and shrunk by ``scale``:
+    ``method="pil"`` with Pillow's bicubic (antialiased; what LAM's ``prepare_images`` does, so DIs compare
+    with the published ones), ``"matlab"`` with :func:`srkit.imresize` (MATLAB's bicubic, the usual SR
+    benchmark degradation). A non-integer ``scale`` (continuous-scale networks) keeps the HR size and
+    makes an LR of ``floor(H / scale)`` x ``floor(W / scale)``.
+    """
+    from PIL import Image
+
+    a = np.asarray(hr)
+    if a.dtype == np.uint16:
+        a = np.round(a / 257.0).astype(np.uint8)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+        raise SrkitError(f"LAM needs an 8- or 16-bit RGB image, got {a.dtype} with shape {a.shape}")
+    if method not in ("pil", "matlab"):
+        raise SrkitError(f"unknown downsampling {method!r}; choose pil or matlab")
+    if not (math.isfinite(scale) and scale >= 1):
+        raise SrkitError(f"LAM scale must be >= 1, got {scale}")
+    height, width = a.shape[:2]
+    if float(scale).is_integer():
+        step = int(scale) * max(1, int(multiple_of))
+        a = a[: height - height % step, : width - width % step]
+        h, w = a.shape[0] // int(scale), a.shape[1] // int(scale)
+    else:
+        h, w = int(height // scale), int(width // scale)
+        m = max(1, int(multiple_of))
+        h, w = h - h % m, w - w % m
+    if h < 1 or w < 1:
+        raise SrkitError(f"the {width}x{height} image is too small for scale {scale:g}")
+    a = np.ascontiguousarray(a)
+    if method == "pil":
+        lr = np.asarray(Image.fromarray(a).resize((w, h), Image.BICUBIC))
+    else:
+        from ..data.resize import imresize
+
+        lr = imresize(a, size=(h, w))
+    return a, np.ascontiguousarray(lr)
+
+
+def resolve_model(spec: str, scale: float | None = None, device: str | torch.device = "cpu", seed: int = 0):
+    """``(net, descriptor)`` for a zoo name, a model file, or ``arch:NAME`` (random weights from ``seed``,
+    for tests and demos; ``scale`` is passed to fixed-scale architectures)."""
+    if spec.startswith("arch:"):
+        from .. import archs
+
+        name = spec[len("arch:"):]
+        kwargs = {}
+        if scale is not None and not archs.describe(name).continuous:
+            if not float(scale).is_integer():
+                raise SrkitError(f"{name} is a fixed-scale network; --scale must be a whole number, got {scale:g}")
+            kwargs["scale"] = int(scale)
+        descriptor = archs.describe(name, **kwargs)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = archs.build(name, **kwargs)
+        return net.to(device).eval(), descriptor
+    from ..model_file import load_model
+
+    loaded = load_model(spec, device=device)
+    return loaded.net.eval(), loaded.descriptor
+
+
+def model_scale(descriptor: ModelDescriptor, scale: float | None) -> float:
+    """The scale LAM runs a network at: ``scale`` if given (checked), else its only scale, else 4."""
+    if scale is not None:
+        descriptor.check_scale(scale)
+        return float(scale)
+    if descriptor.continuous:
+        return 4.0
+    if len(descriptor.scales) != 1:
+        raise SrkitError(f"{descriptor.arch} offers scales {descriptor.scales}: choose one with --scale")
+    return float(descriptor.scales[0])
+
+
 __all__ = [
     "BlurPath", "DEFAULT_MAX_MEMORY", "GaussianLinearPath", "KERNEL_SIZE", "LamResult", "LinearPath", "PATHS",
     "SIGMA", "STEPS", "WINDOW", "abs_normalized", "check_window", "count_pixels", "diffusion_index",
     "filter_image", "forward_for", "gaussian_kernel", "gini", "gradient_target", "kde_map", "lam", "make_path",
-    "path_integrated_gradients",
+    "model_scale", "path_integrated_gradients", "prepare_images", "resolve_model",
 ]
