@@ -1,0 +1,275 @@
+"""ClassSR: network, routed whole-image inference, FLOPs, converter (official fixtures), routing picture,
+data preparation and training method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from srkit import archs
+from srkit.errors import CheckpointError, ConfigError, SrkitError
+
+FIX = Path(__file__).parent / "fixtures" / "classsr"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def small(backbone: str = "msrresnet", **kw):
+    args = {"msrresnet": {"nb": 1}, "rcan": {"n_resgroups": 1, "n_resblocks": 1, "reduction": 4},
+            "fsrcnn": {"m": 1}, "carn_m": {}}[backbone]
+    kw.setdefault("widths", (8, 12, 16))
+    kw.setdefault("backbone_args", args)
+    torch.manual_seed(0)
+    return archs.build("classsr", backbone=backbone, **kw)
+
+
+# ------------------------------------------------------------------------------------------- network
+@pytest.mark.parametrize("backbone,total", [("fsrcnn", 112_940), ("carn_m", 645_476), ("msrresnet", 3_062_060),
+                                            ("rcan", 30_114_948)])
+def test_official_configurations_have_the_official_sizes_and_keys(backbone, total):
+    with torch.device("meta"):
+        net = archs.build("classsr", backbone=backbone)
+    assert sum(p.numel() for p in net.parameters()) == total
+    assert sum(p.numel() for p in net.classifier.parameters()) == 60_035
+    heads = {k.split(".")[0] for k in net.state_dict()}
+    assert heads == {"classifier", "net1", "net2", "net3"}
+    assert {k for k in net.state_dict() if k.startswith("classifier.")} == {
+        f"classifier.CondNet.{i}.{p}" for i in (0, 2, 4, 6, 8) for p in ("weight", "bias")
+    } | {"classifier.lastOut.weight", "classifier.lastOut.bias"}
+
+
+def test_any_widths_any_scale_and_errors():
+    net = small("msrresnet", scale=2).eval()
+    assert [b.conv_first.out_channels for b in net.branches] == [8, 12, 16]
+    with torch.no_grad():
+        assert net(torch.rand(1, 3, 40, 33)).shape == (1, 3, 80, 66)
+    with pytest.raises(ConfigError, match="three values"):
+        archs.build("classsr", widths=(8, 16))
+    with pytest.raises(ConfigError, match="width argument"):
+        archs.build("classsr", backbone="edsr_baseline", widths=(8, 12, 16))
+    # another backbone works when its width argument is named
+    net = archs.build("classsr", backbone="edsr_baseline", widths=(8, 12, 16),
+                      backbone_args={"width_arg": "n_feats", "n_resblocks": 1}, scale=3)
+    assert net.net2.head[0].out_channels == 12
+
+
+def test_training_mixture_and_patch_routing_follow_the_definition():
+    net = small("fsrcnn").train()
+    x = torch.rand(5, 3, 32, 32)
+    sr, p = net.mix(x)
+    assert torch.allclose(p.sum(1), torch.ones(5))
+    ref = sum(p[:, k, None, None, None] * b(x) for k, b in enumerate(net.branches))
+    torch.testing.assert_close(sr, ref)
+    torch.testing.assert_close(net(x), sr)
+    net.eval()
+    with torch.no_grad():
+        logits = net.classify(x)
+        logits[:, :] = 0
+        forced = torch.tensor([2, 0, 1, 0, 2])
+        out, cls = net.route(x, forced)
+        for i in range(5):
+            torch.testing.assert_close(out[i : i + 1], net.branches[int(forced[i])](x[i : i + 1]), atol=1e-6, rtol=0)
+        _, cls = net.route(x)
+        assert torch.equal(cls, net.classify(x).argmax(1))
+
+
+# ------------------------------------------------------------------------------------------- routing
+def test_patch_grid_covers_the_image_or_follows_the_official_protocol():
+    from srkit.inference.classsr_routing import patch_starts
+
+    assert patch_starts(70, 32, 28) == [0, 28, 38]
+    assert patch_starts(70, 32, 28, cover=False) == [0, 28]
+    assert patch_starts(60, 32, 28) == [0, 28]  # exact fit: nothing added
+    with pytest.raises(SrkitError, match="smaller than"):
+        patch_starts(20, 32, 28)
+
+
+def _naive_stitch(net, lr, classes, positions, cover_hw):
+    """Reference: each patch alone through its branch, summed into place, divided by the coverage count."""
+    r, p = net.scale, net.patch_size
+    out = torch.zeros(1, 3, cover_hw[0] * r, cover_hw[1] * r)
+    cnt = torch.zeros(1, 1, cover_hw[0] * r, cover_hw[1] * r)
+    for (t, l), k in zip(positions, classes.tolist()):
+        out[..., t * r : (t + p) * r, l * r : (l + p) * r] += net.branches[k](lr[..., t : t + p, l : l + p])
+        cnt[..., t * r : (t + p) * r, l * r : (l + p) * r] += 1
+    return out / cnt
+
+
+def test_batched_routing_equals_per_patch_routing_and_covers_the_whole_image():
+    from srkit.inference.classsr_routing import routed_upscale
+
+    net = small("fsrcnn").eval()
+    net.batch_size = 3
+    lr = torch.rand(1, 3, 70, 45)
+    with torch.no_grad():
+        sr, routing = routed_upscale(net, lr)
+        sr1, routing1 = routed_upscale(net, lr, per_patch=True)
+        ref = _naive_stitch(net, lr, routing.classes[0], routing.positions, (70, 45))
+    assert sr.shape == (1, 3, 280, 180) and routing.covered == (70, 45)
+    assert torch.equal(routing.classes, routing1.classes)
+    torch.testing.assert_close(sr, sr1, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sr, ref, atol=1e-5, rtol=0)
+    # the bottom-right corner comes from the extra patch flush with the border
+    assert routing.positions[-1] == (38, 13)
+    # forced routes: mixed classes, batched == per patch
+    forced = torch.tensor([0, 1, 2, 2, 1, 0, 1, 2, 0])[: len(routing.positions)]
+    with torch.no_grad():
+        a, ra = routed_upscale(net, lr, classes=forced)
+        b, _ = routed_upscale(net, lr, classes=forced, per_patch=True)
+        ref = _naive_stitch(net, lr, forced, ra.positions, (70, 45))
+    assert ra.counts == (2, 2, 2)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    torch.testing.assert_close(a, ref, atol=1e-5, rtol=0)
+
+
+def test_official_protocol_output_size_and_8bit_patches():
+    from srkit.inference.classsr_routing import routed_upscale
+
+    net = small("fsrcnn").eval()
+    lr = torch.rand(2, 3, 70, 45)
+    with torch.no_grad():
+        sr, routing = routed_upscale(net, lr, official=True)
+    assert sr.shape == (2, 3, 240, 128) and routing.covered == (60, 32)
+    assert routing.classes.shape == (2, 2)
+    # a pixel covered by one patch only is an 8-bit value
+    v = sr[0, :, 0:100, 0:100] * 255
+    torch.testing.assert_close(v, v.round(), atol=1e-4, rtol=0)
+    with pytest.raises(SrkitError, match="smaller than"):
+        routed_upscale(net, torch.rand(1, 3, 20, 40), official=True)
+
+
+def test_small_images_are_padded_and_batches_share_the_grid():
+    net = small("fsrcnn").eval()
+    with torch.no_grad():
+        sr = net(torch.rand(3, 3, 20, 37))
+    assert sr.shape == (3, 3, 80, 148)
+    assert net.last_routing.classes.shape == (3, 2)
+    assert net.last_routing.covered == (20, 37)
+
+
+def test_official_whole_image_protocol_matches_the_official_code():
+    from srkit.convert.common import convert_checkpoint
+    from srkit.inference.classsr_routing import routed_upscale
+
+    conv = convert_checkpoint(FIX / "classsr_fsrcnn.pth", "classsr")
+    io = load_file(str(FIX / "classsr_fsrcnn_official_image.safetensors"))
+    lr = io["lr_uint8"].permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        sr, routing = routed_upscale(conv.net, lr, official=True)
+    assert routing.classes[0].tolist() == io["routes"].tolist()
+    expected = io["sr_0_255"].float().permute(2, 0, 1)[None]
+    assert sr.shape == expected.shape == (1, 3, 240, 240)
+    torch.testing.assert_close(sr * 255, expected, atol=2e-3, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------- converter
+@pytest.mark.parametrize("name,backbone,widths", [
+    ("classsr_fsrcnn", "fsrcnn", [16, 36, 56]),
+    ("classsr_carn_m_nf8-12-16", "carn_m", [8, 12, 16]),
+    ("classsr_msrresnet_nf8-12-16nb2", "msrresnet", [8, 12, 16]),
+    ("classsr_rcan_g2b2f8-12-16", "rcan", [8, 12, 16]),
+])
+def test_converter_reproduces_the_official_outputs(name, backbone, widths, tmp_path):
+    from srkit.convert.common import convert_checkpoint
+    from srkit.model_file import load_model, save_model
+
+    conv = convert_checkpoint(FIX / f"{name}.pth", "classsr")
+    assert conv.arch_kwargs["backbone"] == backbone and conv.arch_kwargs["widths"] == widths
+    save_model(tmp_path / "m.safetensors", conv.net, conv.arch, conv.arch_kwargs)
+    net = load_model(tmp_path / "m.safetensors").net
+    io = load_file(str(FIX / f"{name}_io.safetensors"))
+    x = io["input"]
+    with torch.no_grad():
+        logits = net.classify(x)
+        torch.testing.assert_close(torch.softmax(logits, 1), io["probs_test"], atol=1e-5, rtol=1e-4)
+        routed, cls = net.route(x)
+        assert len(set(cls.tolist())) >= 2  # the fixture exercises several branches
+        torch.testing.assert_close(routed, io["routed"], atol=1e-5, rtol=1e-4)
+        mixture, p = net.mix(x)  # eval mode: BatchNorm uses running statistics, as in the fixture
+        torch.testing.assert_close(mixture, io["mixture"], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(p, io["probs_train"], atol=1e-5, rtol=1e-4)
+
+
+def test_branch_checkpoints_assemble_into_a_classsr(tmp_path):
+    from srkit.convert.classsr import load_branch_states, split_branches
+    from srkit.convert.common import read_checkpoint
+
+    state = read_checkpoint(FIX / "classsr_msrresnet_nf8-12-16nb2.pth")
+    cls_state, branches = split_branches(state)
+    paths = []
+    for k, b in enumerate(branches):  # official branch files hold the bare backbone keys
+        torch.save(b, tmp_path / f"SRResNet_branch{k + 1}.pth")
+        paths.append(tmp_path / f"SRResNet_branch{k + 1}.pth")
+    net = small("msrresnet", backbone_args={"nb": 2})
+    load_branch_states(net, paths, classifier=FIX / "classsr_msrresnet_nf8-12-16nb2.pth")
+    for key, v in net.state_dict().items():
+        assert torch.equal(v, state[key]), key
+    with pytest.raises(CheckpointError, match="branch 1"):
+        load_branch_states(small("msrresnet"), paths[::-1])
+    with pytest.raises(CheckpointError, match="not a ClassSR checkpoint"):
+        split_branches(branches[0])
+
+
+# ------------------------------------------------------------------------------------------- FLOPs
+def test_flops_report_official_constants_and_true_counts():
+    from srkit.inference.classsr_routing import Routing, flops_report, true_patch_flops
+    from srkit.profile import count_flops
+
+    net = archs.build("classsr", backbone="carn_m").eval()
+    routing = Routing([(0, 0)] * 100, torch.tensor([[0] * 56 + [1] * 20 + [2] * 24]), (1, 1), (1, 1), 32, 28, 4)
+    rep = flops_report(net, routing)
+    assert rep["counts"] == [56, 20, 24]
+    off = (0.38e9 * 56 + 0.77e9 * 20 + 1.15e9 * 24) / 100
+    assert rep["official_flops_per_patch"] == pytest.approx(off)
+    assert rep["official_percent"] == pytest.approx(100 * off / 1.15e9)
+    b1, b2, b3, c = true_patch_flops(net)
+    # the official constants are 2 x MACs of a 32x32 patch for CARN-M: the true counts agree to 1 %
+    for mine, theirs in zip((b1, b2, b3), (0.38e9, 0.77e9, 1.15e9)):
+        assert mine == pytest.approx(theirs, rel=0.01)
+    assert c == count_flops(net.classifier, torch.rand(1, 3, 32, 32))
+    assert rep["true_flops_per_patch"] == pytest.approx(0.56 * b1 + 0.2 * b2 + 0.24 * b3 + c)
+    # FSRCNN: the official figure includes the classifier's 7.4M
+    fs = archs.build("classsr").eval()
+    rep = flops_report(fs, routing)
+    off = (141 * 56 + 304 * 20 + 468 * 24) / 100 + 7.4
+    assert rep["official_flops_per_patch"] == pytest.approx(off * 1e6)
+    assert rep["official_percent"] == pytest.approx(100 * off / 468)
+    # non-official widths: no official figure
+    assert flops_report(small("fsrcnn"), routing)["official_percent"] is None
+
+
+def test_image_report_returns_sr_and_shares():
+    from srkit.inference.classsr_routing import image_report
+
+    net = small("fsrcnn")
+    sr, rep = image_report(net, torch.rand(1, 3, 40, 40))
+    assert sr.shape == (1, 3, 160, 160) and rep["patches"] == 4
+    assert sum(rep["shares"]) == pytest.approx(1.0)
+    assert net.training  # restored
+
+
+# ------------------------------------------------------------------------------------------- picture
+def test_routing_picture_colours():
+    from srkit.explain.routing import CLASS_COLORS, routing_picture
+    from srkit.inference.classsr_routing import routed_upscale
+
+    net = small("fsrcnn").eval()
+    lr = torch.rand(1, 3, 60, 60)
+    forced = torch.tensor([0, 1, 2, 0])
+    with torch.no_grad():
+        sr, routing = routed_upscale(net, lr, classes=forced)
+    pic = routing_picture(sr, routing, border=2, tint=0.0)
+    assert pic.shape == (3, 240, 240)
+    for (t, l), k in zip(routing.positions, forced.tolist()):
+        assert pic[:, t * 4, l * 4 + 5].tolist() == list(CLASS_COLORS[k])
+    # inside the cells the picture is the SR image (no tint)
+    torch.testing.assert_close(pic[:, 50, 50], sr[0, :, 50, 50].clamp(0, 1))
