@@ -10,7 +10,7 @@ import sys
 from ..errors import SrkitError
 
 # sub-command -> module under srkit.cli; order is the order shown in --help
-COMMANDS = ["upscale", "eval", "train", "convert", "profile", "models", "explain", "serve"]
+COMMANDS = ["upscale", "eval", "train", "convert", "profile", "models", "explain", "serve", "classsr_prepare"]
 
 
 def build_parser() -> argparse.ArgumentParser:
