@@ -273,3 +273,102 @@ def test_routing_picture_colours():
         assert pic[:, t * 4, l * 4 + 5].tolist() == list(CLASS_COLORS[k])
     # inside the cells the picture is the SR image (no tint)
     torch.testing.assert_close(pic[:, 50, 50], sr[0, :, 50, 50].clamp(0, 1))
+
+
+# ------------------------------------------------------------------------------------------- training
+def test_class_and_average_losses_known_values():
+    from srkit.methods.classsr import average_loss, class_loss
+
+    onehot = torch.eye(3)
+    assert float(class_loss(onehot)) == pytest.approx(0.0)
+    assert float(class_loss(torch.full((4, 3), 1 / 3))) == pytest.approx(2.0)
+    p = torch.tensor([[0.5, 0.3, 0.2]])  # (M - 1) - (0.2 + 0.3 + 0.1)
+    assert float(class_loss(p)) == pytest.approx(1.4)
+    assert float(average_loss(onehot)) == pytest.approx(0.0)
+    # everything on one branch: the "average_loss = 1" of a collapsed classifier
+    assert float(average_loss(torch.tensor([[1.0, 0, 0]] * 3))) == pytest.approx(1.0)
+
+
+class _Patches:
+    """LR 8x8 / HR 16x16 patches (x2): half smooth, half noisy, fixed."""
+
+    def __init__(self, n: int = 16) -> None:
+        g = torch.Generator().manual_seed(0)
+        hr = torch.nn.functional.interpolate(torch.rand(n, 3, 4, 4, generator=g), size=16, mode="bicubic",
+                                             align_corners=False)
+        hr[n // 2:] += 0.3 * torch.rand(n - n // 2, 3, 16, 16, generator=g)
+        self.hr = hr.clamp(0, 1)
+        self.lr = torch.nn.functional.avg_pool2d(self.hr, 2)
+
+    def __len__(self) -> int:
+        return len(self.hr)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"lr": self.lr[i], "hr": self.hr[i], "name": str(i)}
+
+
+def _cfg(out, method_args, steps=20, lr=2e-3):
+    from srkit.engine.config import from_dict
+
+    return from_dict({
+        "name": "classsr_tiny", "seed": 0, "output_dir": str(out),
+        "model": {"arch": "classsr", "args": {"backbone": "fsrcnn", "widths": [4, 6, 8],
+                                              "backbone_args": {"m": 1, "s": 4}}},
+        "data": {"scale": 2, "patch_size": 16, "batch_size": 8, "val": None},
+        "method": {"name": "classsr", "args": method_args},
+        "train": {"steps": steps, "log_every": 1, "val_every": 1000, "ckpt_every": 1000, "tensorboard": False,
+                  "optimizer": {"lr": lr}, "schedule": {"name": "constant"}},
+    })
+
+
+def _log(out):
+    import json
+
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_two_stages_train_only_what_they_should(tmp_path):
+    from srkit.engine.trainer import Trainer
+    from srkit.model_file import load_model
+
+    torch.manual_seed(0)
+    init = archs.build("classsr", backbone="fsrcnn", widths=[4, 6, 8], backbone_args={"m": 1, "s": 4}, scale=2)
+    init_path = tmp_path / "init.pth"
+    torch.save(init.state_dict(), init_path)
+    before = {k: v.clone() for k, v in init.state_dict().items()}
+
+    # stage 1: branch 2 alone, L1 falls, nothing else moves
+    res = Trainer(_cfg(tmp_path / "b2", {"stage": "branch", "branch": 2, "init": str(init_path)}, steps=30),
+                  train_set=_Patches(), progress=False).run()
+    l1 = [r["loss/l1"] for r in _log(tmp_path / "b2") if "loss/l1" in r]
+    assert len(l1) == 30 and sum(l1[-5:]) < 0.7 * sum(l1[:5])
+    stage1 = load_model(res["model_file"]).net.state_dict()
+    for k, v in stage1.items():
+        if not k.startswith("net2."):
+            assert torch.equal(v, before[k]), k
+    assert any(not torch.equal(stage1[k], before[k]) for k in stage1 if k.startswith("net2."))
+
+    # stage 2: branches from stage-1 files (net2 from the trained one), only the classifier learns
+    args = {"stage": "classifier", "init": str(init_path),
+            "branches": [str(init_path), str(res["model_file"]), str(init_path)]}
+    res2 = Trainer(_cfg(tmp_path / "cls", args, steps=12, lr=1e-3), train_set=_Patches(), progress=False).run()
+    after = load_model(res2["model_file"]).net.state_dict()
+    for k, v in after.items():
+        ref = stage1[k] if k.startswith("net2.") else before[k]
+        assert torch.equal(v, ref) != k.startswith("classifier."), k
+    rows = [r for r in _log(tmp_path / "cls") if "loss/total" in r]
+    assert len(rows) == 12
+    for r in rows:  # the official weighting 1000 / 0.5 / 3
+        expect = 1000 * r["loss/l1"] + 0.5 * r["loss/class_loss"] + 3 * r["loss/average_loss"]
+        assert r["loss/total"] == pytest.approx(expect, rel=1e-4)
+        assert r["loss/share_simple"] + r["loss/share_medium"] + r["loss/share_hard"] == pytest.approx(1.0)
+    assert rows[-1]["loss/total"] < rows[0]["loss/total"]
+
+
+def test_method_config_errors(tmp_path):
+    from srkit.engine.trainer import Trainer
+
+    with pytest.raises(ConfigError, match="branch: 1, 2 or 3"):
+        Trainer(_cfg(tmp_path / "a", {"stage": "branch"}), train_set=_Patches(), progress=False).run()
+    with pytest.raises(ConfigError, match="unknown method.args"):
+        Trainer(_cfg(tmp_path / "b", {"stages": "branch"}), train_set=_Patches(), progress=False).run()

@@ -9,8 +9,9 @@ adapts its own range internally.
 Modes of :class:`ClassSR`:
 
 * ``train()``: :meth:`ClassSR.forward` returns the soft mixture ``sum_k p_k * branch_k(x)`` of all three
-  branches, batched (the official FSRCNN/CARN/SRResNet wrappers loop over samples; the result is the same);
-  :meth:`ClassSR.mix` also returns the class probabilities for the losses.
+  branches, batched (the official FSRCNN/CARN/SRResNet wrappers loop over samples; the result is the same),
+  and keeps the class probabilities in ``last_probs`` for the losses (:meth:`ClassSR.mix` returns both).
+  With ``train_branch = k`` set (stage 1) it runs branch ``k`` alone.
 * ``eval()``: ``forward`` routes. A 32x32 input (or a batch of them) goes through the classifier and each
   sample through the branch of its argmax, samples of one class batched together. A larger image is cut into
   32x32 patches at stride 28 and stitched (:func:`srkit.inference.classsr_routing.routed_upscale`), so
@@ -149,6 +150,10 @@ class ClassSR(nn.Module):
         self.net3 = build(backbone, **branch_kwargs(backbone, widths[2], scale, backbone_args))
         self.last_routing: Any = None
         """The :class:`~srkit.inference.classsr_routing.Routing` of the latest routed call (eval mode)."""
+        self.last_probs: torch.Tensor | None = None
+        """Class probabilities (N, 3) of the latest training-mode call (what the ClassSR losses need)."""
+        self.train_branch: int | None = None
+        """Training stage 1: when set (0, 1, 2), training-mode calls run only that branch."""
 
     @property
     def branches(self) -> list[nn.Module]:
@@ -183,7 +188,11 @@ class ClassSR(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            return self.mix(x)[0]
+            if self.train_branch is not None:
+                self.last_probs = None
+                return self.branches[self.train_branch](x)
+            out, self.last_probs = self.mix(x)
+            return out
         from ..inference.classsr_routing import routed_upscale
 
         out, routing = routed_upscale(self, x)
