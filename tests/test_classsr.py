@@ -372,3 +372,66 @@ def test_method_config_errors(tmp_path):
         Trainer(_cfg(tmp_path / "a", {"stage": "branch"}), train_set=_Patches(), progress=False).run()
     with pytest.raises(ConfigError, match="unknown method.args"):
         Trainer(_cfg(tmp_path / "b", {"stages": "branch"}), train_set=_Patches(), progress=False).run()
+
+
+# ------------------------------------------------------------------------------------------- data preparation
+def _write_images(folder, sizes):
+    import numpy as np
+
+    from srkit.data.io import write_image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate(sizes):
+        base = torch.nn.functional.interpolate(torch.rand(1, 3, h // 16, w // 16), size=(h, w), mode="bicubic",
+                                               align_corners=False)[0]
+        img = base.permute(1, 2, 0).numpy()
+        img[:, w // 2:] += 0.4 * rng.random((h, w - w // 2, 3))  # a textured half: lower PSNR there
+        write_image(folder / f"im{i}.png", (np.clip(img, 0, 1) * 255).round().astype(np.uint8))
+
+
+def test_classsr_prepare_cuts_scores_and_splits(tmp_path, capsys):
+    from srkit.cli import main
+    from srkit.cli.classsr_prepare import window_starts
+
+    assert window_starts(200, 128, 64, 48) == [0, 64]
+    assert window_starts(180, 128, 64, 48) == [0, 52]
+    assert window_starts(100, 128, 64, 48) == []
+    _write_images(tmp_path / "hr", [(200, 180), (180, 200), (100, 300)])
+    out = tmp_path / "prep"
+    assert main(["classsr-prepare", str(tmp_path / "hr"), "-o", str(out), "--model", "bicubic", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "8 sub-images" in printed and "skipped (smaller than 128 px): im2" in printed
+    rows = [line.split("\t") for line in (out / "psnr.tsv").read_text().splitlines()[1:]]
+    assert len(rows) == 8 and rows[0][0] == "im0_s001.png"
+    by_class = {c: sorted(float(r[1]) for r in rows if r[2] == str(c)) for c in (1, 2, 3)}
+    assert [len(by_class[c]) for c in (1, 2, 3)] == [3, 2, 3]  # split at the 1/3 and 2/3 quantiles
+    assert by_class[3][-1] < by_class[2][0] <= by_class[2][-1] < by_class[1][0]  # class1 = simple = high PSNR
+    for c in (1, 2, 3):
+        hr = sorted(p.name for p in (out / f"class{c}" / "HR").iterdir())
+        lr = sorted(p.name for p in (out / f"class{c}" / "LR_bicubic" / "X4").iterdir())
+        assert hr == lr and len(hr) == len(by_class[c])
+    from srkit.data.io import read_image
+
+    first = sorted(p.name for p in (out / "class1" / "HR").iterdir())[0]
+    assert read_image(out / "class1" / "HR" / first).shape == (128, 128, 3)
+    assert read_image(out / "class1" / "LR_bicubic" / "X4" / first).shape == (32, 32, 3)
+    # the class folders are valid training/eval sets
+    from srkit.data.sets import resolve_pairs
+
+    assert all(p.lr_path is not None for p in resolve_pairs(out / "class2", 4))
+    # a reference model file and given thresholds
+    from srkit.model_file import save_model
+
+    torch.manual_seed(0)
+    save_model(tmp_path / "ref.safetensors", archs.build("fsrcnn", d=8, s=4, m=1), "fsrcnn", {"d": 8, "s": 4, "m": 1})
+    out2 = tmp_path / "prep2"
+    assert main(["classsr-prepare", str(tmp_path / "hr"), "-o", str(out2), "--model", str(tmp_path / "ref.safetensors"),
+                 "--thresholds=-100,100", "--quiet"]) == 0
+    import json
+
+    summary = json.loads((out2 / "classes.json").read_text())
+    assert summary["counts"] == {"class1": 0, "class2": 8, "class3": 0}
+    assert summary["skipped_images"] == ["im2"]
+    assert main(["classsr-prepare", str(tmp_path / "hr"), "-o", str(out2), "--model", "bicubic"]) == 1
+    assert "not empty" in capsys.readouterr().err
