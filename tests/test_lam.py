@@ -236,11 +236,11 @@ def test_memory_bound_picks_batch_size(official, monkeypatch):
         return orig_points(self, image, start, stop)
 
     monkeypatch.setattr(L.BlurPath, "points", points)
-    L.lam(net, torch.from_numpy(d["lr"]), (14, 16, 8), path=L.BlurPath(steps=10), max_memory=1)
-    assert calls[1:] == [1] * 10  # a tiny budget: one step per pass (after the one-step probe)
+    res = L.lam(net, torch.from_numpy(d["lr"]), (14, 16, 8), path=L.BlurPath(steps=10), max_memory=1)
+    assert calls[1:] == [1] * 10 and res.batch_size == 1  # a tiny budget: one step per pass (after the probe)
     calls.clear()
-    L.lam(net, torch.from_numpy(d["lr"]), (14, 16, 8), path=L.BlurPath(steps=10), max_memory=1 << 30)
-    assert calls[1:] == [10]
+    res = L.lam(net, torch.from_numpy(d["lr"]), (14, 16, 8), path=L.BlurPath(steps=10), max_memory=1 << 30)
+    assert calls[1:] == [10] and res.batch_size == 10
 
 
 def test_liif_continuous_scale():

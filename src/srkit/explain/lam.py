@@ -273,7 +273,7 @@ def path_integrated_gradients(
     batch_size: int | None = None,
     max_memory: int | None = None,
     net: object = None,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, int]:
     """Mean over path steps of ``dD/dx * dx/da`` for the LR image (and the reference).
 
     Args:
@@ -289,7 +289,8 @@ def path_integrated_gradients(
 
     Returns:
         (attribution of the LR (C, h, w), attribution of the reference or None, SR output at the last step
-        (1, C, H, W), detached). NaNs in the gradients are set to 0, as in the demo.
+        (1, C, H, W), detached, the steps per pass finally used). NaNs in the gradients are set to 0, as
+        in the demo.
     """
     lr = lr[0] if lr.dim() == 4 else lr
     ref = None if ref is None else (ref[0] if ref.dim() == 4 else ref)
@@ -352,7 +353,7 @@ def path_integrated_gradients(
         start = stop
     attr = (total / steps).float()
     attr_ref = None if total_ref is None else (total_ref / steps).float()
-    return attr, attr_ref, last
+    return attr, attr_ref, last, batch_size
 
 
 # ------------------------------------------------------------------------------------------ the result
@@ -425,6 +426,8 @@ class LamResult:
     ref_attribution: Optional[torch.Tensor] = None
     """Path-integrated gradients of the reference image, when one was given and followed the path."""
     path: str = ""
+    batch_size: int = 0
+    """Path steps per forward/backward pass that were used."""
 
     @property
     def saliency(self) -> np.ndarray:
@@ -486,12 +489,12 @@ def lam(
         probe = fn(lr) if ref is None else fn(lr, ref if ref.dim() == 4 else ref.unsqueeze(0))
     check_window(x, y, wsize, probe.shape[-2], probe.shape[-1])
     del probe
-    attr, attr_ref, sr = path_integrated_gradients(
+    attr, attr_ref, sr, used = path_integrated_gradients(
         fn, lambda out: gradient_target(out, x, y, wsize), lr, path, ref=ref, ref_path=ref_path,
         batch_size=batch_size, max_memory=max_memory, net=net,
     )
-    name = type(path).__name__
-    return LamResult(attr.cpu(), sr.cpu(), (x, y, wsize), None if attr_ref is None else attr_ref.cpu(), name)
+    return LamResult(attr.cpu(), sr.cpu(), (x, y, wsize), None if attr_ref is None else attr_ref.cpu(), repr(path),
+                     used)
 
 
 # ------------------------------------------------------------------------------ inputs for whole images
