@@ -140,9 +140,6 @@ def routed_upscale(
         if cls.numel() != flat.shape[0]:
             raise SrkitError(f"forced classes: {cls.numel()} values for {flat.shape[0]} patches")
     out = lr.new_zeros(n, 3, hc * r, wc * r)
-    weight = lr.new_zeros(1, 1, hc * r, wc * r)
-    for t, l in positions:
-        weight[..., t * r : (t + p) * r, l * r : (l + p) * r] += 1
     npos = len(positions)
     bs = 1 if per_patch else (batch_size or net.batch_size)
     for k, branch in enumerate(net.branches):
@@ -155,12 +152,39 @@ def routed_upscale(
             for j, q in enumerate(sel.tolist()):
                 t, l = positions[q % npos]
                 out[q // npos, :, t * r : (t + p) * r, l * r : (l + p) * r] += sr[j]
-    out = out / weight
+    # The grid is a product of row and column starts, so a pixel's coverage is (rows covering it) x (columns
+    # covering it): divide only the overlap stripes, one axis at a time, instead of the whole image.
+    _divide_stripes(out, _coverage(tops, p, hc, r), dim=2)
+    _divide_stripes(out, _coverage(lefts, p, wc, r), dim=3)
     if ph or pw:
         out = out[..., : h * r, : w * r]
         hc, wc = min(hc, h), min(wc, w)
     routing = Routing(positions, cls.reshape(n, npos), (h, w), (hc, wc), p, s, r, official)
     return out, routing
+
+
+def _coverage(starts: list[int], patch: int, length: int, scale: int) -> list[int]:
+    """How many patches cover each LR position along one axis (the SR positions repeat it ``scale`` times)."""
+    cov = [0] * length
+    for a in starts:
+        for i in range(a, a + patch):
+            cov[i] += 1
+    return cov
+
+
+def _divide_stripes(out: torch.Tensor, cov: list[int], dim: int) -> None:
+    """Divide the runs of ``out`` along ``dim`` where the coverage exceeds 1, in place."""
+    r = out.shape[dim] // len(cov)
+    i = 0
+    while i < len(cov):
+        if cov[i] <= 1:
+            i += 1
+            continue
+        j = i
+        while j < len(cov) and cov[j] == cov[i]:
+            j += 1
+        out.narrow(dim, i * r, (j - i) * r).div_(cov[i])
+        i = j
 
 
 def upscale_image(net: ClassSR, lr: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, Routing]:

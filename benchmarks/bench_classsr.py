@@ -1,0 +1,122 @@
+"""ClassSR-FSRCNN routing speed versus FSRCNN-O on the shared DIV2K images at x4 (CPU).
+
+What is timed, per LR image (MATLAB bicubic x4 of the DIV2K HR image, about 510x339):
+
+* ``whole``: FSRCNN-O (d = 56, ClassSR's branch 3) on the whole image, no patches.
+* ``grid-O``: FSRCNN-O on the ClassSR patch grid (32x32 LR patches, stride 28, whole image covered), every
+  patch through branch 3, batched: the paper's FSRCNN-O protocol, the FLOPs baseline.
+* ``routed`` at forced class shares (simple/medium/hard): srkit's batched routing, classifier included.
+* ``per-patch``: the official execution (each patch alone through its branch), at the first share setting.
+
+The weights are random (seed 0): timings do not depend on them, and the routes are forced to the given
+shares, so this measures speed only; no PSNR is claimed. FLOPs: true counts (srkit.profile, 2 x MACs) and
+the official per-patch constants (cal_FLOPs), both relative to FSRCNN-O on the same grid.
+
+    python benchmarks/bench_classsr.py --images 3 --runs 3 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+CLOCK = time.perf_counter
+
+
+def timed(fn, runs: int) -> float:
+    """Median seconds of ``runs`` calls after one warm-up, on :data:`CLOCK` (wall, or process CPU time)."""
+    fn()
+    ts = []
+    for _ in range(runs):
+        t0 = CLOCK()
+        fn()
+        ts.append(CLOCK() - t0)
+    return statistics.median(ts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=3, help="how many of the 12 DIV2K images (default 3)")
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per measurement; the median is kept")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=64, help="patches per branch call")
+    ap.add_argument("--shares", default="0.56/0.20/0.24,1/0/0,0.34/0.33/0.33,0/0/1",
+                    help="comma-separated simple/medium/hard shares to force")
+    ap.add_argument("--no-per-patch", action="store_true", help="skip the (slow) official per-patch timing")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time with process CPU time (all threads) instead of wall time: steadier on a busy machine")
+    args = ap.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.cpu_time else time.perf_counter
+
+    import torch
+
+    from srkit import archs
+    from srkit.data.io import read_image
+    from srkit.data.resize import imresize
+    from srkit.data.sets import data_root, list_images
+    from srkit.inference.classsr_routing import flops_report, forced_classes, routed_upscale
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    net = archs.build("classsr", backbone="fsrcnn").eval()
+    net.batch_size = args.batch
+    shares = [tuple(float(v) for v in s.split("/")) for s in args.shares.split(",")]
+    files = list_images(data_root() / "div2k" / "HR")[: args.images]
+    rows = []
+    totals: dict[str, float] = {}
+    for f in files:
+        hr = read_image(f)
+        h, w = hr.shape[0] // 4 * 4, hr.shape[1] // 4 * 4
+        lr = torch.from_numpy(imresize(hr[:h, :w], scale=0.25)).permute(2, 0, 1)[None].float() / 255
+        with torch.inference_mode():
+            _, routing = routed_upscale(net, lr)
+            n = routing.classes.numel()
+            t_whole = timed(lambda: net.net3(lr), args.runs)
+            all3 = torch.full((n,), 2, dtype=torch.long)
+            t_grid = timed(lambda: routed_upscale(net, lr, classes=all3), args.runs)
+            res = {"image": f.stem, "lr": f"{lr.shape[-1]}x{lr.shape[-2]}", "patches": n, "whole": t_whole,
+                   "grid": t_grid}
+            rep_o = flops_report(net, type(routing)(routing.positions, all3[None], routing.image_size,
+                                                     routing.covered, 32, 28, 4))
+            for sh in shares:
+                cls = forced_classes(n, sh)
+                t = timed(lambda: routed_upscale(net, lr, classes=cls), args.runs)
+                r = type(routing)(routing.positions, cls[None], routing.image_size, routing.covered, 32, 28, 4)
+                rep = flops_report(net, r)
+                res[sh] = (t, rep["true_flops_per_patch"] / rep_o["true_flops_per_patch"],
+                           rep["official_flops_per_patch"] / rep_o["official_flops_per_patch"])
+            if not args.no_per_patch and f == files[0]:
+                cls = forced_classes(n, shares[0])
+                res["per_patch"] = timed(lambda: routed_upscale(net, lr, classes=cls, per_patch=True), 1)
+        rows.append(res)
+        for k in ("whole", "grid"):
+            totals[k] = totals.get(k, 0.0) + res[k]
+        for sh in shares:
+            totals[str(sh)] = totals.get(str(sh), 0.0) + res[sh][0]
+        print(f"{res['image']} {res['lr']} {n} patches: whole {t_whole:.3f}s, grid-O {t_grid:.3f}s, "
+              + ", ".join(f"{'/'.join(f'{v:g}' for v in sh)} {res[sh][0]:.3f}s" for sh in shares)
+              + (f", per-patch {res['per_patch']:.3f}s" if "per_patch" in res else ""), flush=True)
+
+    print()
+    print(f"| shares simple/medium/hard | true FLOPs vs FSRCNN-O | official FLOPs vs FSRCNN-O | "
+          f"time vs grid-O | time vs whole-image FSRCNN-O |")
+    print("|---|---|---|---|---|")
+    for sh in shares:
+        tf = statistics.mean(r[sh][1] for r in rows)
+        of = statistics.mean(r[sh][2] for r in rows)
+        t = totals[str(sh)]
+        print(f"| {'/'.join(f'{v:g}' for v in sh)} | {tf:.1%} | {of:.1%} | {t / totals['grid']:.1%} | "
+              f"{t / totals['whole']:.1%} |")
+    print(f"\nclock: {'process CPU time' if args.cpu_time else 'wall'}, {args.threads} thread(s), batch {args.batch}")
+    print(f"sum over {len(rows)} images: whole-image FSRCNN-O {totals['whole']:.2f}s, grid-O {totals['grid']:.2f}s")
+    if "per_patch" in rows[0]:
+        sh = shares[0]
+        print(f"{rows[0]['image']}: official per-patch execution {rows[0]['per_patch']:.2f}s vs batched "
+              f"{rows[0][sh][0]:.2f}s at shares {'/'.join(f'{v:g}' for v in sh)}")
+
+
+if __name__ == "__main__":
+    main()
