@@ -51,7 +51,10 @@ from ..descriptor import ModelDescriptor
 from ..errors import ConfigError
 from .common import MeanShift, check_scale
 
-PATHS = ("auto", "dense", "sparse", "unmasked")
+PATHS = ("auto", "dense", "split", "sparse", "unmasked")
+SPARSE_MAX_DENSITY = 0.5
+"""The sparse path gathers a module's active pixels only while their share is at most this; above it the
+gather costs more than it saves on CPUs and the module runs :meth:`SMB.forward_split` instead."""
 
 
 def gumbel_softmax(logits: torch.Tensor, dim: int, tau: float) -> torch.Tensor:
@@ -77,21 +80,33 @@ class CALayer(nn.Module):
 
 @dataclass
 class _Split:
-    """The kernel split of one SMB for the sparse path (derived from its weights and hard channel masks)."""
+    """The kernel split of one SMB for hard-mask inference (derived from its weights and channel masks).
 
-    dense: list[torch.Tensor]  # per layer: indices of dense output channels
-    sparse: list[torch.Tensor]  # per layer: indices of sparse output channels
-    w_dd: list[torch.Tensor | None]  # (D_out, D_in, 3, 3) conv weight, dense in -> dense out
-    w_ds: list[torch.Tensor | None]  # (9 D_in, S_out) dense in -> sparse out, rows tap-major
-    w_s: list[torch.Tensor | None]  # (9 S_in, D_out + S_out) sparse in -> [dense | sparse] out
-    c_d: torch.Tensor | None  # (sum D, C) collect rows of the dense channels
+    Channels of every layer output are reordered as [dense | sparse]; ``n_dense[i]``/``n_sparse[i]`` count them.
+    """
+
+    n_dense: list[int]
+    n_sparse: list[int]
+    w_dd: list[torch.Tensor | None]  # (D, D_in, 3, 3) dense in -> dense out
+    w_sd: list[torch.Tensor | None]  # (D, S_in, 3, 3) sparse in -> dense out
+    w_xs: list[torch.Tensor | None]  # (S, C_in, 3, 3) all in ([dense | sparse] order) -> sparse out
+    t_ds: list[torch.Tensor | None]  # (9 D_in, S) dense in -> sparse out, rows (kh, kw, channel)
+    t_s: list[torch.Tensor | None]  # (9 S_in, D + S) sparse in -> [dense | sparse] out, same row order
+    c_all: torch.Tensor  # (C, L*C, 1, 1) collect weight with input columns in [dense | sparse] order per layer
+    c_d_layers: list[torch.Tensor | None]  # per layer (D, C): collect rows of its dense channels
     c_s: torch.Tensor | None  # (sum S, C) collect rows of the sparse channels
     bias: torch.Tensor
 
 
-def _taps(w: torch.Tensor) -> torch.Tensor:
-    """(O, I, 3, 3) -> (9 I, O) with rows ordered (kh, kw, i), matching the gathered neighbourhood columns."""
+def _taps(w: torch.Tensor) -> torch.Tensor | None:
+    """(O, I, 3, 3) -> (9 I, O) with rows ordered (kh, kw, i), matching gathered 3x3 neighbourhoods."""
+    if w.shape[0] == 0 or w.shape[1] == 0:
+        return None
     return w.permute(2, 3, 1, 0).reshape(-1, w.shape[0]).contiguous()
+
+
+def _nonempty(w: torch.Tensor) -> torch.Tensor | None:
+    return w.contiguous() if w.shape[0] and w.shape[1] else None
 
 
 class SMB(nn.Module):
@@ -171,91 +186,144 @@ class SMB(nn.Module):
         return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
 
     def prepare(self) -> _Split:
-        """The kernel split for the sparse path; cached, recomputed when any weight or mask logit changes
-        (in place or by replacement), so calling it after loading weights is never needed by hand."""
+        """The kernel split for hard-mask inference; cached, recomputed when any weight or mask logit changes
+        (in place or by replacement), so it never has to be called by hand after loading weights."""
         key = self._state_key()
         if self._split is not None and self._split_key == key:
             return self._split
         with torch.no_grad():
             sparse_mask = self.hard_channel_mask()  # (L, C)
             ar = torch.arange(self.channels, device=sparse_mask.device)
-            dense = [ar[~sparse_mask[i]] for i in range(self.n_layers)]
-            sparse = [ar[sparse_mask[i]] for i in range(self.n_layers)]
-            w_dd: list[torch.Tensor | None] = []
-            w_ds: list[torch.Tensor | None] = []
-            w_s: list[torch.Tensor | None] = []
+            orders = [torch.cat([ar[~sparse_mask[i]], ar[sparse_mask[i]]]) for i in range(self.n_layers)]
+            n_sparse = [int(sparse_mask[i].sum()) for i in range(self.n_layers)]
+            n_dense = [self.channels - k for k in n_sparse]
+            w_dd, w_sd, w_xs, t_ds, t_s = [], [], [], [], []
             for i, conv in enumerate(self.body):
-                w = conv.weight.detach()
-                d_in, s_in = (ar, ar[:0]) if i == 0 else (dense[i - 1], sparse[i - 1])
-                order = torch.cat([dense[i], sparse[i]])
-                w_dd.append(w[dense[i]][:, d_in].contiguous() if len(dense[i]) and len(d_in) else None)
-                w_ds.append(_taps(w[sparse[i]][:, d_in]) if len(sparse[i]) and len(d_in) else None)
-                w_s.append(_taps(w[order][:, s_in]) if len(s_in) else None)
-            cw = self.collect.weight.detach()[:, :, 0, 0]  # (C, L*C)
+                w = conv.weight.detach()[orders[i]]  # output channels [dense | sparse]
+                if i == 0:
+                    d_in = self.channels
+                else:
+                    w = w[:, orders[i - 1]]
+                    d_in = n_dense[i - 1]
+                nd = n_dense[i]
+                w_dd.append(_nonempty(w[:nd, :d_in]))
+                w_sd.append(_nonempty(w[:nd, d_in:]))
+                w_xs.append(_nonempty(w[nd:]))
+                t_ds.append(_taps(w[nd:, :d_in]))
+                t_s.append(_taps(w[:, d_in:]))
             c = self.channels
-            rows_d = torch.cat([i * c + dense[i] for i in range(self.n_layers)])
-            rows_s = torch.cat([i * c + sparse[i] for i in range(self.n_layers)])
+            cols = torch.cat([i * c + orders[i] for i in range(self.n_layers)])
+            c_all = self.collect.weight.detach()[:, cols]
+            cw = c_all[:, :, 0, 0]
+            c_d_layers, rows_s, start = [], [], 0
+            for nd, ns in zip(n_dense, n_sparse):
+                c_d_layers.append(cw[:, start:start + nd].t().contiguous() if nd else None)
+                rows_s.append(torch.arange(start + nd, start + nd + ns, device=cw.device))
+                start += nd + ns
+            rows_s_t = torch.cat(rows_s)
             self._split = _Split(
-                dense, sparse, w_dd, w_ds, w_s,
-                cw[:, rows_d].t().contiguous() if len(rows_d) else None,
-                cw[:, rows_s].t().contiguous() if len(rows_s) else None,
+                n_dense, n_sparse, w_dd, w_sd, w_xs, t_ds, t_s, c_all.contiguous(), c_d_layers,
+                cw[:, rows_s_t].t().contiguous() if len(rows_s_t) else None,
                 self.collect.bias.detach().clone(),
             )
         self._split_key = key
         return self._split
 
-    def forward_sparse(self, x: torch.Tensor, spa: torch.Tensor) -> torch.Tensor:
-        """Hard-mask evaluation that computes sparse channels only at active pixels.
+    def forward_split(self, x: torch.Tensor, spa: torch.Tensor) -> torch.Tensor:
+        """Hard masks, dense convolutions at the cost of one unmasked pass: channels in [dense | sparse] order,
+        ``dense out = conv_dd(X_d) + M conv_sd(X_s)``, ``sparse out = M conv(X)`` (X_s is zero off the mask)."""
+        sp = self.prepare()
+        fea = x
+        outs = []
+        d_in = self.channels
+        for i in range(self.n_layers):
+            nd, ns = sp.n_dense[i], sp.n_sparse[i]
+            parts = []
+            if nd:
+                a = F.conv2d(fea[:, :d_in], sp.w_dd[i], padding=1) if sp.w_dd[i] is not None else None
+                if sp.w_sd[i] is not None:
+                    b = F.conv2d(fea[:, d_in:], sp.w_sd[i], padding=1) * spa
+                    a = b if a is None else a + b
+                parts.append(a)
+            if ns:
+                parts.append(F.conv2d(fea, sp.w_xs[i], padding=1) * spa)
+            fea = F.relu(torch.cat(parts, 1) if len(parts) > 1 else parts[0])
+            outs.append(fea)
+            d_in = nd
+        return F.conv2d(torch.cat(outs, 1), sp.c_all, sp.bias)
 
-        ``x`` (B, C, H, W); ``spa`` (B, 1, H, W) with values 0/1. Returns (B, C, H, W), equal to
-        :meth:`forward_masked` with the hard masks (within float rounding).
+    def forward_sparse(self, x: torch.Tensor, spa: torch.Tensor) -> torch.Tensor:
+        """Hard masks; sparse channels are computed and stored only at active pixels.
+
+        ``x`` (B, C, H, W); ``spa`` (B, 1, H, W) with values 0/1. Dense channels live in channels-last maps, so
+        the dense-to-dense conv runs on them directly and a pixel's channels are one row of the flattened map.
+        Sparse channels live in compact (N + 1, S) matrices: one row per active pixel plus a zero row that
+        stands for inactive neighbours. Everything that involves sparse channels is one gather of the 3x3
+        neighbourhood rows of the N active pixels and one matrix product. Returns (B, C, H, W) channels-last,
+        equal to :meth:`forward_masked` within float rounding.
         """
         sp = self.prepare()
         b, c, h, w = x.shape
-        hp, wp = h + 2, w + 2
-        nz = spa[:, 0].nonzero()  # (N, 3): image, row, column of every active pixel
-        n = nz.shape[0]
-        pidx = nz[:, 0] * (hp * wp) + (nz[:, 1] + 1) * wp + (nz[:, 2] + 1)  # row in the padded buffers
-        offs = torch.tensor([dy * wp + dx for dy in (-1, 0, 1) for dx in (-1, 0, 1)], device=x.device)
-        gidx = (pidx[:, None] + offs[None, :]).reshape(-1)  # 3x3 neighbourhood rows, tap-major
+        hw = h * w
+        dev = x.device
+        flat = spa.reshape(-1).nonzero().squeeze(1)  # active pixels as rows of the (B*H*W, C) maps
+        n = flat.numel()
+        yi, xi = (flat % hw) // w, flat % w
+        gidx, valid = [], []
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                yy, xx = yi + dy, xi + dx
+                valid.append((yy >= 0) & (yy < h) & (xx >= 0) & (xx < w))
+                gidx.append(flat + dy * w + dx)
+        valid_t = torch.stack(valid, 1).reshape(-1)
+        gidx_t = torch.where(valid_t, torch.stack(gidx, 1).reshape(-1), 0)  # tap-major rows per active pixel
+        outside = (~valid_t).nonzero().squeeze(1)  # gathered rows that lie beyond the image border: zero them
+        slot = torch.full((b * hw,), n, dtype=torch.long, device=dev)
+        slot[flat] = torch.arange(n, device=dev)
+        sidx = torch.where(valid_t, slot[gidx_t], n)  # rows of the compact matrices (n = the zero row)
 
-        # zero-bordered channels-last buffer of the input: (B, H+2, W+2, C)
-        buf = x.new_zeros(b, hp, wp, c)
-        buf[:, 1:-1, 1:-1].copy_(x.permute(0, 2, 3, 1))
+        dense = x.contiguous(memory_format=torch.channels_last)
+        comp = x.new_zeros(n + 1, 0)
         d_in, s_in = c, 0
-        bufs = []
+        dense_rows, sparse_outs = [], []
         for i in range(self.n_layers):
-            nd, ns = len(sp.dense[i]), len(sp.sparse[i])
-            out = x.new_zeros(b, hp, wp, nd + ns)
+            nd, ns = sp.n_dense[i], sp.n_sparse[i]
+            rows_in = dense.permute(0, 2, 3, 1).reshape(b * hw, d_in)
             if sp.w_dd[i] is not None:
-                # dense -> dense over the whole image; the zero border of the buffer is the padding
-                inp = buf[..., :d_in].permute(0, 3, 1, 2)
-                out.permute(0, 3, 1, 2)[:, :nd, 1:-1, 1:-1].copy_(F.conv2d(inp, sp.w_dd[i]))
-            if n and ns + (nd if s_in else 0):
-                cols = buf.view(-1, d_in + s_in).index_select(0, gidx).view(n, 9, d_in + s_in)
-                if s_in:
-                    # sparse input reaches dense and sparse outputs, at active pixels only
-                    t = cols[..., d_in:].reshape(n, 9 * s_in) @ sp.w_s[i]
-                    if sp.w_ds[i] is not None:
-                        t[:, nd:].addmm_(cols[..., :d_in].reshape(n, 9 * d_in), sp.w_ds[i])
-                    out.view(-1, nd + ns).index_add_(0, pidx, t)
-                elif sp.w_ds[i] is not None:
-                    t = cols.reshape(n, 9 * d_in) @ sp.w_ds[i]
-                    out.view(-1, nd + ns)[:, nd:].index_add_(0, pidx, t)
-            out.relu_()
-            bufs.append(out)
-            buf, d_in, s_in = out, nd, ns
+                out = F.conv2d(dense, sp.w_dd[i], padding=1).contiguous(memory_format=torch.channels_last)
+            else:
+                out = x.new_zeros(b, nd, h, w).contiguous(memory_format=torch.channels_last)
+            rows = out.permute(0, 2, 3, 1).reshape(b * hw, nd)  # a view: channels-last
+            t = None
+            if n and sp.t_s[i] is not None:
+                t = comp.index_select(0, sidx).view(n, 9 * s_in) @ sp.t_s[i]  # (N, D + S)
+            if n and sp.t_ds[i] is not None:
+                cols = rows_in.index_select(0, gidx_t)
+                if outside.numel():
+                    cols.index_fill_(0, outside, 0.0)
+                if t is None:
+                    t = cols.new_zeros(n, nd + ns)
+                t[:, nd:].addmm_(cols.view(n, 9 * d_in), sp.t_ds[i])
+            new_comp = x.new_empty(n + 1, ns)
+            new_comp[n:].zero_()
+            if t is not None:
+                if nd and s_in:
+                    rows.index_put_((flat,), t[:, :nd], accumulate=True)
+                torch.clamp(t[:, nd:], min=0, out=new_comp[:n])
+            else:
+                new_comp[:n].zero_()
+            rows.relu_()
+            dense_rows.append(rows)
+            sparse_outs.append(new_comp[:n])
+            dense, comp, d_in, s_in = out, new_comp, nd, ns
 
         # collect (1x1): dense channels everywhere, sparse channels at active pixels
-        res = sp.bias.expand(b * h * w, c).clone()
-        dense_parts = [bf[:, 1:-1, 1:-1, : len(sp.dense[i])] for i, bf in enumerate(bufs) if len(sp.dense[i])]
-        if sp.c_d is not None:
-            res.addmm_(torch.cat(dense_parts, -1).reshape(b * h * w, -1), sp.c_d)
+        res = sp.bias.expand(b * hw, c).clone()
+        for rows, cw in zip(dense_rows, sp.c_d_layers):
+            if cw is not None:
+                res.addmm_(rows, cw)
         if sp.c_s is not None and n:
-            rows = [bf.view(-1, bf.shape[-1]).index_select(0, pidx)[:, len(sp.dense[i]):]
-                    for i, bf in enumerate(bufs) if len(sp.sparse[i])]
-            uidx = nz[:, 0] * (h * w) + nz[:, 1] * w + nz[:, 2]
-            res.index_add_(0, uidx, torch.cat(rows, 1) @ sp.c_s)
+            res.index_put_((flat,), torch.cat(sparse_outs, 1) @ sp.c_s, accumulate=True)
         return res.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
@@ -272,6 +340,7 @@ class SMM(nn.Module):
         )
         self.body = SMB(channels, 4)
         self.ca = CALayer(channels)
+        self.sparse_max_density = SPARSE_MAX_DENSITY
 
     def hard_spatial_mask(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) float 0/1: 1 where the 'sparse' logit exceeds the 'dense' one (H, W even)."""
@@ -293,8 +362,10 @@ class SMM(nn.Module):
             return self.ca(self.body.forward_unmasked(x)) + x
         if spa is None:
             spa = self.hard_spatial_mask(x)
-        if path == "sparse":
+        if path == "sparse" and float(spa.mean()) <= self.sparse_max_density:
             y = self.body.forward_sparse(x, spa)
+        elif path in ("sparse", "split"):
+            y = self.body.forward_split(x, spa)
         else:
             sparse = self.body.hard_channel_mask().to(x.dtype)
             y = self.body.forward_masked(x, spa, torch.stack([1 - sparse, sparse], -1))
@@ -335,6 +406,8 @@ class SMSR(nn.Module):
             raise ConfigError(f"smsr: train_formula must be 'inference' or 'official', got {train_formula!r}")
         self.img_range = float(img_range)
         self.inference = inference
+        self.channels_last = True
+        """Eval mode runs on channels-last tensors (the sparse path's layout; mkldnn's fastest on CPUs)."""
         self.sub_mean = MeanShift(self.img_range, sign=-1)
         self.add_mean = MeanShift(self.img_range, sign=1)
         self.head = nn.Sequential(nn.Conv2d(3, n_feats, 3, padding=1), nn.ReLU(inplace=True),
@@ -388,6 +461,8 @@ class SMSR(nn.Module):
         """
         x, h, w = self._pad_even(x)
         x0 = self.sub_mean(x * self.img_range)
+        if not self.training and self.channels_last:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
         feat = self.head(x0)
         fea = feat
         outs = []
