@@ -42,6 +42,7 @@ CONVERTERS: dict[str, str] = {
     "msrresnet": "srkit.convert.backbones:convert_msrresnet",
     "fsrcnn": "srkit.convert.backbones:convert_fsrcnn",
     "liif": "srkit.convert.liif:convert_liif_state",
+    "smsr": "srkit.convert.smsr:convert_smsr",
     "classsr": "srkit.convert.classsr:convert_classsr",
 }
 
