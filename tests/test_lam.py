@@ -257,6 +257,22 @@ def test_liif_continuous_scale():
         L.lam(net, lr, (1, 1, 4), descriptor=desc)
 
 
+# SMSR's CPU "sparse" inference kernels write with out= and cannot be differentiated; its "dense" path
+# computes the same hard-masked network with ordinary ops.
+@pytest.mark.parametrize("name, kwargs", [("smsr", {"n_feats": 16, "n_blocks": 2, "inference": "dense"}),
+                                          ("classsr", {"widths": (4, 6, 8)})])
+def test_sparse_and_routed_networks(name, kwargs):
+    # SMSR (hard spatial/channel masks at inference) and ClassSR (routing of 32x32 patches) need nothing
+    # special: the gradient flows through the chosen masks/branch, and the steps of a batch do not mix.
+    torch.manual_seed(0)
+    net, desc = archs.build(name, **kwargs).eval(), archs.describe(name, **kwargs)
+    lr = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(6))
+    res = L.lam(net, lr, (8, 8, 16), descriptor=desc, path=L.BlurPath(steps=3), batch_size=3)
+    seq = L.lam(net, lr, (8, 8, 16), descriptor=desc, path=L.BlurPath(steps=3), batch_size=1)
+    assert torch.isfinite(res.attribution).all() and res.attribution.abs().max() > 0
+    assert torch.allclose(res.attribution, seq.attribution, atol=1e-5 * seq.attribution.abs().max())
+
+
 def test_window_errors():
     net = SmoothNet().eval()
     with pytest.raises(SrkitError, match="does not fit"):

@@ -338,6 +338,13 @@ def path_integrated_gradients(
                 raise
             batch_size = max(1, batch_size // 2)  # retry this chunk with half as many steps
             continue
+        except RuntimeError as e:
+            if "differentiation" not in str(e) and "does not require grad" not in str(e):
+                raise
+            raise SrkitError(
+                f"LAM needs gradients, but this network's forward is not differentiable ({e}); use an "
+                "inference path built from ordinary ops (e.g. SMSR with inference='dense')"
+            ) from None
         for k, (g, dx) in enumerate(zip(grads, diffs)):
             if g is None:  # the output does not depend on this input at all
                 continue
