@@ -209,6 +209,7 @@ for _name, _module, _cls, _defaults, _fn in [
     ("rdn", "rdn", "RDN", {}, _describe_rdn),
     # Method networks (their modules own the descriptor; named by path so nothing is imported here).
     ("liif", "liif", "LIIF", {"encoder": "edsr_baseline"}, "srkit.archs.liif:describe"),
+    ("liif_rdn", "liif", "LIIF", {"encoder": "rdn"}, "srkit.archs.liif:describe"),
     ("smsr", "smsr", "SMSR", {}, "srkit.archs.smsr:describe"),
     ("classsr", "classsr", "ClassSR", {}, "srkit.archs.classsr:describe"),
 ]:
