@@ -301,9 +301,12 @@ class SMB(nn.Module):
                 cols = rows_in.index_select(0, gidx_t)
                 if outside.numel():
                     cols.index_fill_(0, outside, 0.0)
+                # out-of-place products: FlopCounterMode (srkit profile) counts mm/addmm, not addmm_
+                ds = cols.view(n, 9 * d_in) @ sp.t_ds[i]
                 if t is None:
-                    t = cols.new_zeros(n, nd + ns)
-                t[:, nd:].addmm_(cols.view(n, 9 * d_in), sp.t_ds[i])
+                    t = torch.cat([ds.new_zeros(n, nd), ds], 1) if nd else ds
+                else:
+                    t[:, nd:] += ds
             new_comp = x.new_empty(n + 1, ns)
             new_comp[n:].zero_()
             if t is not None:
@@ -321,7 +324,7 @@ class SMB(nn.Module):
         res = sp.bias.expand(b * hw, c).clone()
         for rows, cw in zip(dense_rows, sp.c_d_layers):
             if cw is not None:
-                res.addmm_(rows, cw)
+                res = torch.addmm(res, rows, cw)
         if sp.c_s is not None and n:
             res.index_put_((flat,), torch.cat(sparse_outs, 1) @ sp.c_s, accumulate=True)
         return res.view(b, h, w, c).permute(0, 3, 1, 2)

@@ -14,6 +14,7 @@ from ..errors import ConfigError
 # method name -> "module:Class"
 METHODS: dict[str, str] = {
     "sr": "srkit.methods.sr:SRMethod",
+    "smsr": "srkit.methods.smsr:SMSRMethod",
     "classsr": "srkit.methods.classsr:ClassSRMethod",
 }
 

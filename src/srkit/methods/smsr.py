@@ -1,0 +1,97 @@
+"""SMSR training: pixel loss + ramped sparsity loss, Gumbel-softmax temperature annealing.
+
+Loss = sum of ``train.losses`` terms (L1 in the paper) + ``lambda(step) * mean(kept)``, where ``kept`` is the
+fraction of each sparse mask module's convolution work that the soft masks keep (``spa * S + D``, averaged
+over pixels, channels and layers; :meth:`srkit.archs.smsr.SMSR.forward` with ``return_sparsity=True``) and
+``lambda(step) = sparsity_weight * min(step / sparsity_warmup_steps, 1)``.
+
+Temperature (``method.args.tau_schedule``):
+
+* ``"paper"`` (default): linear from ``tau_start`` to ``tau_end`` over ``tau_decay_steps``, then constant:
+  ``tau = max(tau_start - (tau_start - tau_end) * step / tau_decay_steps, tau_end)``. The official trainer's
+  intended ``max(1 - (epoch - 1) / 500, 0.4)`` with 1000-iteration epochs is 1 -> 0.4 over 300000 steps.
+* ``"official"``: the released code's behaviour. Its trainer sets the temperature through a method the modules
+  do not have (``_set_tau`` vs ``_update_tau``), so the schedule never applies and tau stays 1 throughout.
+
+All ``method.args`` (defaults = the official x2 recipe in iterations): ``tau_schedule`` ("paper"),
+``tau_start`` (1.0), ``tau_end`` (0.4), ``tau_decay_steps`` (300000), ``sparsity_weight`` (0.1),
+``sparsity_warmup_steps`` (50000).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from .sr import SRMethod
+
+DEFAULTS: dict[str, Any] = {
+    "tau_schedule": "paper",
+    "tau_start": 1.0,
+    "tau_end": 0.4,
+    "tau_decay_steps": 300_000,
+    "sparsity_weight": 0.1,
+    "sparsity_warmup_steps": 50_000,
+}
+
+
+def tau_at(step: int, schedule: str = "paper", start: float = 1.0, end: float = 0.4, decay_steps: int = 300_000) -> float:
+    """Gumbel-softmax temperature at 0-based ``step``."""
+    if schedule == "official":
+        return 1.0
+    return max(start - (start - end) * step / max(decay_steps, 1), end)
+
+
+def sparsity_lambda(step: int, weight: float = 0.1, warmup_steps: int = 50_000) -> float:
+    """Weight of the sparsity loss at 0-based ``step``: a linear ramp from 0 to ``weight``."""
+    if warmup_steps <= 0:
+        return weight
+    return weight * min(step / warmup_steps, 1.0)
+
+
+class SMSRMethod(SRMethod):
+    """Sparse-mask SR training (``method.name: smsr``); the model must be ``arch: smsr``."""
+
+    def build(self) -> None:
+        args = dict(self.cfg.method.args)
+        unknown = sorted(set(args) - set(DEFAULTS))
+        if unknown:
+            raise ConfigError(f"method 'smsr': unknown method.args {unknown}; known: {sorted(DEFAULTS)}")
+        self.opts = {**DEFAULTS, **args}
+        if self.opts["tau_schedule"] not in ("paper", "official"):
+            raise ConfigError(f"method.args.tau_schedule must be 'paper' or 'official', got {self.opts['tau_schedule']!r}")
+        if self.cfg.model.arch != "smsr":
+            raise ConfigError(f"method 'smsr' trains arch 'smsr', not {self.cfg.model.arch!r}")
+        if self.cfg.train.gan.weight > 0:
+            raise ConfigError("method 'smsr' has no GAN phase; set train.gan.weight to 0")
+        saved = self.cfg.method.args
+        self.cfg.method.args = {}  # SRMethod.build refuses method.args
+        try:
+            super().build()
+        finally:
+            self.cfg.method.args = saved
+
+    def tau(self, step: int) -> float:
+        o = self.opts
+        return tau_at(step, o["tau_schedule"], o["tau_start"], o["tau_end"], o["tau_decay_steps"])
+
+    def training_step(self, batch: dict[str, Any], step: int, update: str) -> dict[str, torch.Tensor]:
+        lr, hr = batch["lr"], batch["hr"]
+        net = self.networks["net"]
+        net.tau = self.tau(step)
+        sr, kept = self.run("net", lr, True)
+        out: dict[str, torch.Tensor] = {}
+        total = sr.new_zeros((), dtype=torch.float32)
+        for name, (weight, loss) in self.losses.items():
+            value = loss(sr.float(), hr)
+            out[name] = value.detach()
+            total = total + weight * value
+        sparsity = kept.float().mean()
+        lam = sparsity_lambda(step, self.opts["sparsity_weight"], self.opts["sparsity_warmup_steps"])
+        total = total + lam * sparsity
+        out["sparsity"] = sparsity.detach()
+        out["tau"] = torch.tensor(net.tau)
+        out["total"] = total
+        return out
