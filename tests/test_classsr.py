@@ -435,3 +435,32 @@ def test_classsr_prepare_cuts_scores_and_splits(tmp_path, capsys):
     assert summary["skipped_images"] == ["im2"]
     assert main(["classsr-prepare", str(tmp_path / "hr"), "-o", str(out2), "--model", "bicubic"]) == 1
     assert "not empty" in capsys.readouterr().err
+
+
+def test_subpixel_rewrite_of_the_transposed_conv_is_exact_and_cache_follows_weights():
+    from srkit.inference.classsr_routing import SubPixelConvTranspose, accelerated, routed_upscale
+
+    for scale in (2, 3, 4):
+        torch.manual_seed(scale)
+        f = archs.build("fsrcnn", d=8, s=4, m=1, scale=scale).eval()
+        with torch.no_grad():
+            for p in f.parameters():  # weights of order 1 so that the outputs vary and the tolerance bites
+                p.normal_(0, 0.3)
+            x = torch.rand(2, 3, 9, 14)
+            ref = f(x)
+            fast = accelerated(f)
+            assert isinstance(fast.tail_conv, SubPixelConvTranspose)
+            torch.testing.assert_close(fast(x), ref, atol=1e-5, rtol=1e-5)
+            assert ref.std() > 0.1
+    net = small("fsrcnn").eval()
+    lr = torch.rand(1, 3, 40, 50)
+    forced = torch.tensor([0, 1, 2, 2])
+    with torch.no_grad():
+        a, _ = routed_upscale(net, lr, classes=forced)
+        b, _ = routed_upscale(net, lr, classes=forced, fast=False)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        net.net3.tail_conv.weight.mul_(2)  # in-place change: the cached fast copy must be rebuilt
+        a, _ = routed_upscale(net, lr, classes=forced)
+        b, _ = routed_upscale(net, lr, classes=forced, fast=False)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert "tail_conv.weight" in dict(net.net3.named_parameters())  # the network itself is unchanged
