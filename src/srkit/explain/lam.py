@@ -30,6 +30,7 @@ Images are float32 RGB in [0, 1], NCHW, as everywhere in srkit. Window coordinat
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
@@ -406,17 +407,37 @@ def count_pixels(saliency: np.ndarray, fraction: float = 0.95) -> int:
 
 
 def kde_map(saliency: np.ndarray) -> np.ndarray:
-    """LAM's smoothed map: a Gaussian KDE (Scott's bandwidth) of the pixel coordinates weighted by the map,
-    evaluated at every pixel and divided by its maximum. (h, w) float64 in [0, 1]."""
-    from scipy import stats
+    """LAM's smoothed map: a Gaussian KDE of the pixel coordinates weighted by the map, evaluated at every
+    pixel and divided by its maximum. (h, w) float64 in [0, 1].
 
-    h, w = saliency.shape
-    weights = np.asarray(saliency, dtype=np.float64).ravel()
-    if not weights.sum() > 0:
+    Same estimator as the demo's ``scipy.stats.gaussian_kde(coords, weights=map)``: Scott's factor
+    ``n_eff ** (-1/6)`` with ``n_eff = 1 / sum(w^2)`` (w normalised), times the weighted coordinate covariance
+    (``np.cov`` with ``aweights``). Because data and query points are the same pixel grid, the sum of
+    Gaussians is a correlation of the map with one kernel over all pixel offsets, computed here without SciPy.
+    A map whose weight sits on one pixel or one line (singular covariance, where SciPy raises) is returned
+    as it is, normalised.
+    """
+    m = np.asarray(saliency, dtype=np.float64)
+    h, w = m.shape
+    total = m.sum()
+    if not total > 0:
         return np.zeros((h, w))
+    wts = m.ravel() / total
     yy, xx = np.mgrid[0:h, 0:w]
-    points = np.vstack([xx.ravel(), yy.ravel()]).astype(np.float64)
-    z = stats.gaussian_kde(points, weights=weights)(points).reshape(h, w)
+    coords = np.vstack([xx.ravel(), yy.ravel()]).astype(np.float64)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # one-pixel maps: zero degrees of freedom
+        cov = np.cov(coords, aweights=wts, bias=False)
+    n_eff = 1.0 / np.sum(wts**2)
+    kcov = cov * n_eff ** (-2.0 / 6.0)  # Scott's factor squared, d = 2
+    det = np.linalg.det(kcov) if np.all(np.isfinite(kcov)) else 0.0
+    if not det > 1e-12 * max(1.0, np.abs(kcov).max()) ** 2:
+        return m / m.max()
+    inv = np.linalg.inv(kcov)
+    dy, dx = np.mgrid[-(h - 1) : h, -(w - 1) : w].astype(np.float64)
+    q = inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy  # coords are (x, y)
+    kernel = torch.from_numpy(np.exp(-0.5 * q))
+    z = F.conv2d(torch.from_numpy(m)[None, None], kernel[None, None], padding=(h - 1, w - 1))[0, 0].numpy()
     return z / z.max()
 
 
