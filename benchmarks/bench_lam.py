@@ -56,7 +56,8 @@ def child(mode: str, threads: int, device: str) -> dict:
         torch.cuda.synchronize()
     seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     peak = _rss_kib("VmHWM")
-    out = {"mode": mode, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": peak / 1024, "extra_rss_mib": (peak - before) / 1024,
+    out = {"mode": mode, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": peak / 1024,
+           "extra_rss_mib": (peak - before) / 1024,
            "di": res.di, "batch": res.batch_size, "attr_sum": float(res.attribution.double().sum())}
     if device.startswith("cuda"):
         out["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -85,7 +86,8 @@ def main() -> None:
         passes = str(-(-50 // r["batch"]))
         mode = f"auto ({r['batch']})" if mode == "auto" else mode
         extra = f" (CUDA peak {r['peak_cuda_mib']:.0f} MiB)" if "peak_cuda_mib" in r else ""
-        print(f"| {mode} | {passes} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['peak_rss_mib']:.0f} | {r['extra_rss_mib']:.0f}{extra} "
+        print(f"| {mode} | {passes} | {r['seconds']:.1f} | {r['cpu_seconds']:.1f} | {r['peak_rss_mib']:.0f} "
+              f"| {r['extra_rss_mib']:.0f}{extra} "
               f"| {r['di']:.4f} |", flush=True)
 
 

@@ -176,7 +176,8 @@ def test_pictures_match_demo_drawing(official):
     box = np.asarray(R.draw_window(np.zeros((16, 16, 3), np.uint8), 4, 3, 6))
     assert np.array_equal(box[..., 0] == 255, d["box_mask"]) and not box[..., 1:].any()
     heat = np.asarray(R.map_image(np.array([[0.0, 1.0], [0.5, 0.25]]), (4, 4)))
-    assert heat.shape == (4, 4, 3) and tuple(heat[0, 0]) == tuple(R.seismic(0.5)) and tuple(heat[3, 3]) == tuple(R.seismic(0.625))
+    assert heat.shape == (4, 4, 3)
+    assert tuple(heat[0, 0]) == tuple(R.seismic(0.5)) and tuple(heat[3, 3]) == tuple(R.seismic(0.625))
     mixed = np.asarray(R.blend(R.Image.new("RGB", (2, 2), (255, 0, 11)), R.Image.new("RGB", (2, 2), (0, 255, 0))))
     assert tuple(mixed[0, 0]) == (127, 127, 5)  # truncated, not rounded
 

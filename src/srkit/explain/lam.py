@@ -372,7 +372,10 @@ def abs_normalized(attribution: torch.Tensor | np.ndarray) -> np.ndarray:
 
     Channels are summed before the absolute value, as in the demo. An all-zero attribution gives zeros.
     """
-    a = attribution.detach().cpu().double().numpy() if isinstance(attribution, torch.Tensor) else np.asarray(attribution, np.float64)
+    if isinstance(attribution, torch.Tensor):
+        a = attribution.detach().cpu().double().numpy()
+    else:
+        a = np.asarray(attribution, np.float64)
     m = np.abs(a.sum(axis=0))
     peak = m.max()
     return m / peak if peak > 0 else m
@@ -528,7 +531,9 @@ def lam(
 # ------------------------------------------------------------------------------ inputs for whole images
 
 
-def prepare_images(hr: np.ndarray, scale: float, multiple_of: int = 1, method: str = "pil") -> tuple[np.ndarray, np.ndarray]:
+def prepare_images(
+    hr: np.ndarray, scale: float, multiple_of: int = 1, method: str = "pil"
+) -> tuple[np.ndarray, np.ndarray]:
     """The demo's inputs from an HR image: (HR cropped, LR), both HWC uint8 RGB.
 
     The HR image (uint8, or uint16 rounded to 8 bits) is cropped at the bottom/right to a multiple of
