@@ -230,6 +230,16 @@ def test_zero_attribution_outside_receptive_field():
     assert (a[inside] > 0).sum() > 15
 
 
+def test_works_inside_inference_mode():
+    torch.manual_seed(7)
+    net = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Upsample(scale_factor=2))
+    x = torch.rand(1, 3, 12, 12)
+    plain = L.lam(net, x, (4, 4, 8), path=L.BlurPath(steps=4)).attribution
+    with torch.inference_mode():
+        inside = L.lam(net, x.clone(), (4, 4, 8), path=L.BlurPath(steps=4)).attribution
+    assert plain.abs().max() > 0 and torch.equal(plain, inside)
+
+
 def test_batched_equals_sequential(official):
     d, net = official
     lr = torch.from_numpy(d["lr"])

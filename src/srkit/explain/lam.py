@@ -324,12 +324,13 @@ def path_integrated_gradients(
     start = 0
     while start < steps:
         stop = min(start + batch_size, steps)
-        args, diffs = batch(start, stop)
-        inputs = [a.detach().requires_grad_(True) for a in args]
-        if not with_ref and ref is not None:
-            inputs[1].requires_grad_(False)
         try:
-            with torch.enable_grad():
+            # Gradients are needed even when the caller sits in no_grad or inference_mode.
+            with torch.inference_mode(False), torch.enable_grad():
+                args, diffs = batch(start, stop)
+                inputs = [a.detach().clone().requires_grad_(True) for a in args]
+                if not with_ref and ref is not None:
+                    inputs[1].requires_grad_(False)
                 out = fn(*inputs)
                 d = target(out)
                 wanted = inputs if with_ref else inputs[:1]
