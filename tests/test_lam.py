@@ -373,6 +373,28 @@ def test_cli_compare(hr_png, tmp_path):
         assert im.width == 4 * 40 and im.height > 2 * 48
 
 
+def _describe_refnet(name, kw):
+    from srkit.descriptor import ModelDescriptor
+
+    return ModelDescriptor(arch=name, scales=(2,), needs_ref=True)
+
+
+def test_cli_reference_model(hr_png, tmp_path, monkeypatch, capsys):
+    from srkit.data.io import write_image
+
+    monkeypatch.setitem(archs._REGISTRY, "lam_test_ref", archs.ArchEntry("test_lam", "RefNet", {}, _describe_refnet))
+    ref = tmp_path / "ref.png"
+    write_image(ref, (np.random.default_rng(2).random((48, 40, 3)) * 255).astype(np.uint8))
+    out, js = tmp_path / "r.png", tmp_path / "r.json"
+    args = ["explain", hr_png, "--model", "arch:lam_test_ref", "--window", "10,10,8", "-o", out, "--steps", "3"]
+    assert _cli(args + ["--ref", ref, "--json", js]) == 0
+    doc = json.loads(js.read_text())
+    assert doc["lr_size"] == [20, 24] and 0 < doc["ref_di"] < 100 and 0 < doc["di"] < 100
+    capsys.readouterr()
+    assert _cli(args) == 1
+    assert "reference-based: give the reference image with --ref" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("window, message", [
     ("12", "--window must be X,Y"), ("a,b", "--window must be X,Y"), ("30,20,16", "does not fit inside the 40x48"),
 ])
