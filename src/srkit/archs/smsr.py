@@ -52,7 +52,7 @@ from ..errors import ConfigError
 from .common import MeanShift, check_scale
 
 PATHS = ("auto", "dense", "split", "sparse", "unmasked")
-SPARSE_MAX_DENSITY = 0.5
+SPARSE_MAX_DENSITY = 0.3
 """The sparse path gathers a module's active pixels only while their share is at most this; above it the
 gather costs more than it saves on CPUs and the module runs :meth:`SMB.forward_split` instead."""
 
@@ -89,7 +89,7 @@ class _Split:
     n_sparse: list[int]
     w_dd: list[torch.Tensor | None]  # (D, D_in, 3, 3) dense in -> dense out
     w_sd: list[torch.Tensor | None]  # (D, S_in, 3, 3) sparse in -> dense out
-    w_xs: list[torch.Tensor | None]  # (S, C_in, 3, 3) all in ([dense | sparse] order) -> sparse out
+    w_full: list[torch.Tensor]  # (C, C_in, 3, 3) all in -> all out, both in [dense | sparse] order
     t_ds: list[torch.Tensor | None]  # (9 D_in, S) dense in -> sparse out, rows (kh, kw, channel)
     t_s: list[torch.Tensor | None]  # (9 S_in, D + S) sparse in -> [dense | sparse] out, same row order
     c_all: torch.Tensor  # (C, L*C, 1, 1) collect weight with input columns in [dense | sparse] order per layer
@@ -197,7 +197,7 @@ class SMB(nn.Module):
             orders = [torch.cat([ar[~sparse_mask[i]], ar[sparse_mask[i]]]) for i in range(self.n_layers)]
             n_sparse = [int(sparse_mask[i].sum()) for i in range(self.n_layers)]
             n_dense = [self.channels - k for k in n_sparse]
-            w_dd, w_sd, w_xs, t_ds, t_s = [], [], [], [], []
+            w_dd, w_sd, w_full, t_ds, t_s = [], [], [], [], []
             for i, conv in enumerate(self.body):
                 w = conv.weight.detach()[orders[i]]  # output channels [dense | sparse]
                 if i == 0:
@@ -208,7 +208,7 @@ class SMB(nn.Module):
                 nd = n_dense[i]
                 w_dd.append(_nonempty(w[:nd, :d_in]))
                 w_sd.append(_nonempty(w[:nd, d_in:]))
-                w_xs.append(_nonempty(w[nd:]))
+                w_full.append(w.contiguous())
                 t_ds.append(_taps(w[nd:, :d_in]))
                 t_s.append(_taps(w[:, d_in:]))
             c = self.channels
@@ -222,7 +222,7 @@ class SMB(nn.Module):
                 start += nd + ns
             rows_s_t = torch.cat(rows_s)
             self._split = _Split(
-                n_dense, n_sparse, w_dd, w_sd, w_xs, t_ds, t_s, c_all.contiguous(), c_d_layers,
+                n_dense, n_sparse, w_dd, w_sd, w_full, t_ds, t_s, c_all.contiguous(), c_d_layers,
                 cw[:, rows_s_t].t().contiguous() if len(rows_s_t) else None,
                 self.collect.bias.detach().clone(),
             )
@@ -230,24 +230,24 @@ class SMB(nn.Module):
         return self._split
 
     def forward_split(self, x: torch.Tensor, spa: torch.Tensor) -> torch.Tensor:
-        """Hard masks, dense convolutions at the cost of one unmasked pass: channels in [dense | sparse] order,
-        ``dense out = conv_dd(X_d) + M conv_sd(X_s)``, ``sparse out = M conv(X)`` (X_s is zero off the mask)."""
+        """Hard masks with dense convolutions, at about the cost of one unmasked pass.
+
+        Channels in [dense | sparse] order. One full conv gives ``conv(X)``; the sparse outputs are that times
+        the mask M; the dense outputs must only see the sparse inputs on the mask, so
+        ``(1 - M) conv_sd(X_s)`` (a small conv: sparse inputs to dense outputs) is taken off again.
+        """
         sp = self.prepare()
         fea = x
         outs = []
         d_in = self.channels
+        off = 1 - spa
         for i in range(self.n_layers):
-            nd, ns = sp.n_dense[i], sp.n_sparse[i]
-            parts = []
-            if nd:
-                a = F.conv2d(fea[:, :d_in], sp.w_dd[i], padding=1) if sp.w_dd[i] is not None else None
-                if sp.w_sd[i] is not None:
-                    b = F.conv2d(fea[:, d_in:], sp.w_sd[i], padding=1) * spa
-                    a = b if a is None else a + b
-                parts.append(a)
-            if ns:
-                parts.append(F.conv2d(fea, sp.w_xs[i], padding=1) * spa)
-            fea = F.relu(torch.cat(parts, 1) if len(parts) > 1 else parts[0])
+            nd = sp.n_dense[i]
+            y = F.conv2d(fea, sp.w_full[i], padding=1)
+            if sp.w_sd[i] is not None:
+                y[:, :nd] -= F.conv2d(fea[:, d_in:], sp.w_sd[i], padding=1) * off
+            y[:, nd:] *= spa
+            fea = y.relu_()
             outs.append(fea)
             d_in = nd
         return F.conv2d(torch.cat(outs, 1), sp.c_all, sp.bias)
@@ -324,7 +324,7 @@ class SMB(nn.Module):
         res = sp.bias.expand(b * hw, c).clone()
         for rows, cw in zip(dense_rows, sp.c_d_layers):
             if cw is not None:
-                res = torch.addmm(res, rows, cw)
+                torch.addmm(res, rows, cw, out=res)  # in place, but an op FlopCounterMode counts
         if sp.c_s is not None and n:
             res.index_put_((flat,), torch.cat(sparse_outs, 1) @ sp.c_s, accumulate=True)
         return res.view(b, h, w, c).permute(0, 3, 1, 2)
