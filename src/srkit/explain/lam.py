@@ -458,6 +458,7 @@ class LamResult:
     ref_attribution: Optional[torch.Tensor] = None
     """Path-integrated gradients of the reference image, when one was given and followed the path."""
     path: str = ""
+    """The integration path used, e.g. ``BlurPath(sigma=1.2, steps=50, kernel_size=9)``."""
     batch_size: int = 0
     """Path steps per forward/backward pass that were used."""
 
@@ -503,6 +504,8 @@ def lam(
             it is blurred along the same path and attributed too (:attr:`LamResult.ref_attribution`).
         path: the integration path; default :class:`BlurPath` (sigma 1.2, 50 steps, 9x9).
         batch_size, max_memory: path steps per pass, or the activation-memory budget that picks it.
+
+    A module is put in eval mode (LAM explains the deployed network: no dropout, fixed batch norm).
     """
     if len(window) not in (2, 3):
         raise SrkitError(f"LAM window must be (x, y) or (x, y, size), got {window}")
