@@ -152,6 +152,9 @@ class ClassSR(nn.Module):
         """The :class:`~srkit.inference.classsr_routing.Routing` of the latest routed call (eval mode)."""
         self.last_probs: torch.Tensor | None = None
         """Class probabilities (N, 3) of the latest training-mode call (what the ClassSR losses need)."""
+        self.routed_counts: list[int] = [0, 0, 0]
+        """Patches per class summed over all routed (eval-mode) calls since :meth:`pop_routed_counts`: the
+        counts of a whole image even when an upscaler feeds it in tiles."""
         self.train_branch: int | None = None
         """Training stage 1: when set (0, 1, 2), training-mode calls run only that branch."""
 
@@ -197,7 +200,14 @@ class ClassSR(nn.Module):
 
         out, routing = routed_upscale(self, x)
         self.last_routing = routing
+        self.routed_counts = [a + b for a, b in zip(self.routed_counts, routing.counts)]
         return out
+
+    def pop_routed_counts(self) -> list[int]:
+        """Patches per class (simple, medium, hard) routed since the last call; resets the tally. Pass them to
+        :func:`srkit.inference.classsr_routing.flops_from_counts` for the FLOPs of what was upscaled."""
+        counts, self.routed_counts = self.routed_counts, [0, 0, 0]
+        return counts
 
     def extra_repr(self) -> str:
         return f"backbone={self.backbone}, widths={self.widths}, scale={self.scale}"

@@ -329,7 +329,12 @@ def flops_report(net: ClassSR, routing: Routing) -> dict[str, Any]:
     classifier), ``true_percent`` (the same over branch 3 alone) and ``true_flops_total`` (all patches of
     all images, classifier included).
     """
-    counts = routing.counts
+    return flops_from_counts(net, routing.counts)
+
+
+def flops_from_counts(net: ClassSR, counts: Sequence[int]) -> dict[str, Any]:
+    """:func:`flops_report` from patch counts per class (e.g. ``net.pop_routed_counts()`` after an image)."""
+    counts = [int(c) for c in counts]
     total = max(1, sum(counts))
     shares = [c / total for c in counts]
     rep: dict[str, Any] = {"counts": list(counts), "shares": shares, "patches": sum(counts),
@@ -356,5 +361,5 @@ def image_report(net: ClassSR, lr: torch.Tensor, **kwargs: Any) -> tuple[torch.T
     return sr, flops_report(net, routing)
 
 
-__all__ = ["CLASS_NAMES", "OFFICIAL_PATCH_FLOPS", "Routing", "SubPixelConvTranspose", "accelerated", "flops_report", "forced_classes", "image_report",
+__all__ = ["CLASS_NAMES", "OFFICIAL_PATCH_FLOPS", "Routing", "SubPixelConvTranspose", "accelerated", "flops_from_counts", "flops_report", "forced_classes", "image_report",
            "official_patch_flops", "patch_starts", "routed_upscale", "true_patch_flops", "upscale_image"]
