@@ -36,8 +36,7 @@ def small(backbone: str = "msrresnet", **kw):
 @pytest.mark.parametrize("backbone,total", [("fsrcnn", 112_940), ("carn_m", 645_476), ("msrresnet", 3_062_060),
                                             ("rcan", 30_114_948)])
 def test_official_configurations_have_the_official_sizes_and_keys(backbone, total):
-    with torch.device("meta"):
-        net = archs.build("classsr", backbone=backbone)
+    net = archs.build("classsr", backbone=backbone)  # on CPU: the meta device is slower here (dispatch set-up)
     assert sum(p.numel() for p in net.parameters()) == total
     assert sum(p.numel() for p in net.classifier.parameters()) == 60_035
     heads = {k.split(".")[0] for k in net.state_dict()}
