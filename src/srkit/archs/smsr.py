@@ -105,6 +105,28 @@ def _taps(w: torch.Tensor) -> torch.Tensor | None:
     return w.permute(2, 3, 1, 0).reshape(-1, w.shape[0]).contiguous()
 
 
+def fuse_1x1(maps: list[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``conv1x1(cat(maps, 1), weight, bias)`` without the concatenation: on channels-last maps, one matrix
+    product per map accumulated into the output rows (CPUs: about a third of cat + conv). Returns a
+    channels-last (B, O, H, W) tensor; falls back to cat + conv for other layouts."""
+    b, _, h, w = maps[0].shape
+    if not all(m.is_contiguous(memory_format=torch.channels_last) for m in maps):
+        return F.conv2d(torch.cat(maps, 1), weight, bias)
+    wt = weight[:, :, 0, 0].t()
+    out = None
+    start = 0
+    for m in maps:
+        c = m.shape[1]
+        rows = m.permute(0, 2, 3, 1).reshape(b * h * w, c)
+        part = wt[start:start + c]
+        if out is None:
+            out = rows @ part if bias is None else torch.addmm(bias, rows, part)
+        else:
+            torch.addmm(out, rows, part, out=out)  # in place, in a form FlopCounterMode counts
+        start += c
+    return out.view(b, h, w, -1).permute(0, 3, 1, 2)
+
+
 def _nonempty(w: torch.Tensor) -> torch.Tensor | None:
     return w.contiguous() if w.shape[0] and w.shape[1] else None
 
@@ -178,7 +200,7 @@ class SMB(nn.Module):
         for conv in self.body:
             fea = F.relu(conv(fea))
             outs.append(fea)
-        return self.collect(torch.cat(outs, 1))
+        return fuse_1x1(outs, self.collect.weight, self.collect.bias)
 
     # ---------------------------------------------------------------------------------------- sparse form
     def _state_key(self) -> tuple:
@@ -250,7 +272,7 @@ class SMB(nn.Module):
             fea = y.relu_()
             outs.append(fea)
             d_in = nd
-        return F.conv2d(torch.cat(outs, 1), sp.c_all, sp.bias)
+        return fuse_1x1(outs, sp.c_all, sp.bias)
 
     def forward_sparse(self, x: torch.Tensor, spa: torch.Tensor) -> torch.Tensor:
         """Hard masks; sparse channels are computed and stored only at active pixels.
@@ -482,7 +504,11 @@ class SMSR(nn.Module):
             for i, m in enumerate(self.body):
                 fea = m.forward_eval(fea, p, None if spatial_masks is None else spatial_masks[i])
                 outs.append(fea)
-        fea = self.collect(torch.cat(outs, 1)) + feat
+        if self.training:
+            fea = self.collect(torch.cat(outs, 1)) + feat
+        else:
+            fused = fuse_1x1(outs, self.collect[0].weight, self.collect[0].bias).relu_()
+            fea = self.collect[2](fused) + feat
         up = F.interpolate(x0, scale_factor=self.scale, mode="bicubic", align_corners=False)
         sr = self.add_mean(self.tail(fea) + up) / self.img_range
         sr = sr[..., : h * self.scale, : w * self.scale]
