@@ -97,3 +97,27 @@ def test_eval_corrupt_image_names_file(tmp_path, capsys):
     data = _folder(tmp_path / "set")
     (data / "HR" / "img1.png").write_bytes(b"this is not a png")
     _one_line_error(capsys, ["eval", "--model", "bicubic", "--data", str(data), "--scale", "2", "--quiet"], "img1.png")
+
+
+def test_eval_reports_classsr_routing_per_image(tmp_path):
+    """A network with ``pop_image_stats`` (ClassSR) gets its routing shares and FLOPs into each image's row."""
+    import torch
+
+    from srkit import archs
+    from srkit.evaluate import evaluate
+    from srkit.model_file import save_model
+
+    torch.manual_seed(0)
+    net = archs.build("classsr", backbone="fsrcnn", scale=4)
+    path = save_model(tmp_path / "classsr.safetensors", net, "classsr", {"backbone": "fsrcnn", "scale": 4})
+    data = _folder(tmp_path / "set", n=2, size=(80, 72), scale=4)
+    result = evaluate(str(path), data, 4, progress=False)
+    for im in result.images:
+        # 20x18 LR: one 32x32-patch grid position per axis -> at least one patch, shares of 3 classes sum to 1
+        assert im.extra["patches"] >= 1 and sum(im.extra["counts"]) == im.extra["patches"]
+        assert sum(im.extra["shares"]) == pytest.approx(1.0)
+        # percent of the hard branch's cost; the classifier's overhead can push it past 100 when all is hard
+        assert im.extra["true_percent"] > 0
+        assert im.extra["true_flops_total"] == pytest.approx(im.extra["true_flops_per_patch"] * im.extra["patches"])
+    means = result.to_dict()["means"]
+    assert means["true_percent"] == pytest.approx(np.mean([im.extra["true_percent"] for im in result.images]))

@@ -43,8 +43,14 @@ class EvalResult:
     def ssim(self) -> float:
         return _mean([s.ssim for s in self.images])
 
+    def extra_means(self) -> dict[str, float]:
+        """Mean over images of each numeric per-image extra (e.g. ``true_percent`` of ClassSR)."""
+        keys = [k for k, v in (self.images[0].extra if self.images else {}).items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return {k: _mean([float(s.extra[k]) for s in self.images if s.extra.get(k) is not None]) for k in keys}
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "model": self.model,
             "data": self.data,
             "scale": self.scale,
@@ -55,6 +61,10 @@ class EvalResult:
                 {"name": s.name, "psnr": s.psnr, "ssim": s.ssim, **s.extra} for s in self.images
             ],
         }
+        means = self.extra_means()
+        if means:
+            out["means"] = means
+        return out
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -115,6 +125,7 @@ def evaluate(
     pairs = resolve_pairs(str(data), scale)
     crop = protocol.crop_border(scale)
 
+    image_stats = None
     if isinstance(model, str) and model == "bicubic":
         model_name = "bicubic"
         run = bicubic_upscaler(scale)
@@ -123,6 +134,8 @@ def evaluate(
 
         upscaler = model if isinstance(model, Upscaler) else load(str(model))
         model_name = model if isinstance(model, str) else upscaler.name
+        # networks that measure their own work (ClassSR routing shares, SMSR mask densities) report it per image
+        image_stats = getattr(upscaler.net, "pop_image_stats", None)
 
         def run(lr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
             return upscaler.upscale(lr, size=size)
@@ -144,6 +157,8 @@ def evaluate(
                 )
         else:
             lr = imresize(hr, scale=1 / scale)
+        if image_stats is not None:
+            image_stats()  # drop whatever an earlier call left behind
         sr = run(lr, hr.shape[:2])
         if sr.shape != hr.shape:
             raise SrkitError(
@@ -154,6 +169,7 @@ def evaluate(
             pair.name,
             float(psnr_fn(sr, hr, crop_border=crop, y_channel=protocol.y_channel)),
             float(ssim_fn(sr, hr, crop_border=crop, y_channel=protocol.y_channel)),
+            image_stats() if image_stats is not None else {},
         )
         scores.append(score)
         if on_image is not None:

@@ -209,6 +209,13 @@ class ClassSR(nn.Module):
         counts, self.routed_counts = self.routed_counts, [0, 0, 0]
         return counts
 
+    def pop_image_stats(self) -> dict[str, Any]:
+        """Statistics of what was upscaled since the last call (``srkit eval`` calls it once per image):
+        patches and shares per class, official and true FLOPs per patch and their percentages."""
+        from ..inference.classsr_routing import flops_from_counts
+
+        return flops_from_counts(self, self.pop_routed_counts())
+
     def extra_repr(self) -> str:
         return f"backbone={self.backbone}, widths={self.widths}, scale={self.scale}"
 

@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'mean':<24} {result.psnr:8.4f}  {result.ssim:.4f}")
     print(f"{result.model} on {result.data} x{scale} [{result.preset}]: "
           f"PSNR {result.psnr:.2f} dB  SSIM {result.ssim:.4f}  ({len(result.images)} images)")
+    for key, value in result.extra_means().items():
+        print(f"  mean {key}: {value:.6g}")
     if args.json:
         path = Path(args.json)
         tmp = path.with_name(path.name + ".tmp")
