@@ -383,10 +383,10 @@ class SMM(nn.Module):
 
     def forward_eval(self, x: torch.Tensor, path: str, spa: torch.Tensor | None = None) -> torch.Tensor:
         """Hard masks; ``spa`` overrides the generated spatial mask (tests)."""
+        if spa is None:
+            spa = self.hard_spatial_mask(x)  # the unmasked baseline pays for it too, as its FLOPs count does
         if path == "unmasked":
             return self.ca(self.body.forward_unmasked(x)) + x
-        if spa is None:
-            spa = self.hard_spatial_mask(x)
         if path == "sparse" and float(spa.mean()) <= self.sparse_max_density:
             y = self.body.forward_sparse(x, spa)
         elif path in ("sparse", "split"):
