@@ -197,6 +197,14 @@ def test_mask_flops_counts_the_masks(det_net):
     _force_gather(det_net, False)
     assert sparse == pytest.approx(f["total"], rel=1e-4)
     assert unmasked == pytest.approx(f["dense_total"], rel=1e-4)
+    # per-image statistics for srkit eval: what the eval passes since the last call did
+    det_net.pop_image_stats()
+    with torch.inference_mode():
+        det_net(x)
+    stats = det_net.pop_image_stats()
+    assert stats["flops"] == f["total"] and stats["dense_flops"] == f["dense_total"]
+    assert stats["density_m0"] == pytest.approx(100 * f["blocks"][0]["spatial_density"])
+    assert det_net.pop_image_stats() == {}
     # with every channel dense nothing is saved
     net = SMSR(2).eval()
     with torch.no_grad():

@@ -366,6 +366,7 @@ class SMM(nn.Module):
         self.body = SMB(channels, 4)
         self.ca = CALayer(channels)
         self.sparse_max_density = SPARSE_MAX_DENSITY
+        self.last_active = 0.0
 
     def hard_spatial_mask(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) float 0/1: 1 where the 'sparse' logit exceeds the 'dense' one (H, W even)."""
@@ -385,6 +386,7 @@ class SMM(nn.Module):
         """Hard masks; ``spa`` overrides the generated spatial mask (tests)."""
         if spa is None:
             spa = self.hard_spatial_mask(x)  # the unmasked baseline pays for it too, as its FLOPs count does
+        self.last_active = float(spa.sum())
         if path == "unmasked":
             return self.ca(self.body.forward_unmasked(x)) + x
         if path == "sparse" and float(spa.mean()) <= self.sparse_max_density:
@@ -432,6 +434,7 @@ class SMSR(nn.Module):
         self.img_range = float(img_range)
         self.inference = inference
         self.channels_last = True
+        self._stats: dict[str, Any] = {}
         """Eval mode runs on channels-last tensors (the sparse path's layout; mkldnn's fastest on CPUs)."""
         self.sub_mean = MeanShift(self.img_range, sign=-1)
         self.add_mean = MeanShift(self.img_range, sign=1)
@@ -504,6 +507,11 @@ class SMSR(nn.Module):
             for i, m in enumerate(self.body):
                 fea = m.forward_eval(fea, p, None if spatial_masks is None else spatial_masks[i])
                 outs.append(fea)
+            # what pop_image_stats reports (srkit eval calls it once per image; tiles add up)
+            acc = self._stats
+            acc["active"] = [a + m.last_active for a, m in zip(acc.get("active", [0.0] * len(self.body)), self.body)]
+            acc["pixels"] = acc.get("pixels", 0) + x.shape[0] * x.shape[-2] * x.shape[-1]
+            acc["images"] = acc.get("images", 0) + x.shape[0]
         if self.training:
             fea = self.collect(torch.cat(outs, 1)) + feat
         else:
@@ -547,9 +555,24 @@ class SMSR(nn.Module):
         relative to its dense FLOPs) and ``flops``/``dense_flops`` of its SMB.
         """
         masks = self.masks(x)
-        n = x.shape[0]
         h, w = x.shape[-2] + x.shape[-2] % 2, x.shape[-1] + x.shape[-1] % 2
-        hw = n * h * w
+        return self._flops([float(m["spatial"].sum()) for m in masks], x.shape[0] * h * w, x.shape[0])
+
+    def pop_image_stats(self) -> dict[str, Any]:
+        """Mask statistics of the eval passes since the last call (``srkit eval`` calls it once per image):
+        ``flops`` and ``dense_flops`` (2 x MACs, as :meth:`mask_flops`), ``flops_pct`` and the active-pixel
+        share of each module, ``density_m0`` .. ``density_m4`` (percent). Empty when nothing ran."""
+        acc, self._stats = self._stats, {}
+        if not acc:
+            return {}
+        f = self._flops(acc["active"], acc["pixels"], acc["images"])
+        out = {"flops": f["total"], "dense_flops": f["dense_total"], "flops_pct": 100.0 * f["ratio"]}
+        for k, b in enumerate(f["blocks"]):
+            out[f"density_m{k}"] = 100.0 * b["spatial_density"]
+        return out
+
+    def _flops(self, active: list[float], hw: int, n: int) -> dict[str, Any]:
+        """FLOPs of eval passes over ``hw`` pixels (``n`` images) with ``active[k]`` active pixels in module k."""
         c = self.head[2].out_channels
         q = c // 4
         # fixed parts, in MACs: head; fusion (1x1 + 3x3) and tail
@@ -559,24 +582,23 @@ class SMSR(nn.Module):
         fixed += len(self.body) * (hw * 9 * c * q + (hw // 4) * 9 * q * q + (hw // 4) * 9 * q * 2 + n * 2 * c * (c // 16))
         total = dense_total = fixed
         blocks = []
-        for mk in masks:
-            active = float(mk["spatial"].sum())
-            sparse = mk["sparse_channels"]
+        for m, act in zip(self.body, active):
+            sparse = m.body.hard_channel_mask()
             layer_macs, layer_dense = [], []
             d_in, s_in = c, 0
             for i in range(sparse.shape[0]):
                 ns = int(sparse[i].sum())
                 nd = c - ns
-                layer_macs.append(hw * 9 * d_in * nd + active * 9 * (d_in * ns + s_in * (nd + ns)))
+                layer_macs.append(hw * 9 * d_in * nd + act * 9 * (d_in * ns + s_in * (nd + ns)))
                 layer_dense.append(hw * 9 * c * c)
                 d_in, s_in = nd, ns
             n_d = int((~sparse).sum())
-            smb = sum(layer_macs) + hw * n_d * c + active * (sparse.numel() - n_d) * c
+            smb = sum(layer_macs) + hw * n_d * c + act * (sparse.numel() - n_d) * c
             smb_dense = sum(layer_dense) + hw * sparse.numel() * c
             total += smb
             dense_total += smb_dense
             blocks.append({
-                "spatial_density": active / hw,
+                "spatial_density": act / hw,
                 "sparse_channels": [int(v) for v in sparse.sum(1)],
                 "layer_density": [m / d for m, d in zip(layer_macs, layer_dense)],
                 "flops": int(2 * smb),
