@@ -283,9 +283,9 @@ def test_liif_continuous_scale():
         L.lam(net, lr, (1, 1, 4), descriptor=desc)
 
 
-# SMSR's CPU "sparse" inference kernels write with out= and cannot be differentiated; its "dense" path
-# computes the same hard-masked network with ordinary ops.
-@pytest.mark.parametrize("name, kwargs", [("smsr", {"n_feats": 16, "n_blocks": 2, "inference": "dense"}),
+# SMSR's CPU "sparse" inference kernels write with out= and cannot be differentiated; its default "auto"
+# path switches to the dense hard-masked ops when the input needs gradients.
+@pytest.mark.parametrize("name, kwargs", [("smsr", {"n_feats": 16, "n_blocks": 2}),
                                           ("classsr", {"widths": (4, 6, 8)})])
 def test_sparse_and_routed_networks(name, kwargs):
     # SMSR (hard spatial/channel masks at inference) and ClassSR (routing of 32x32 patches) need nothing

@@ -458,10 +458,12 @@ class SMSR(nn.Module):
         for m in self.body:
             m.body.tau = float(value)
 
-    def resolve_path(self, device: torch.device) -> str:
-        """The eval path that :attr:`inference` selects on ``device``."""
+    def resolve_path(self, device: torch.device, needs_grad: bool = False) -> str:
+        """The eval path that :attr:`inference` selects on ``device``. The CPU sparse kernels write with
+        ``out=`` and cannot be differentiated, so ``auto`` takes the dense path when gradients are needed
+        (attribution maps, for instance)."""
         if self.inference == "auto":
-            return "sparse" if device.type == "cpu" else "dense"
+            return "sparse" if device.type == "cpu" and not needs_grad else "dense"
         return self.inference
 
     # ------------------------------------------------------------------------------------------ forward
@@ -495,13 +497,15 @@ class SMSR(nn.Module):
         fea = feat
         outs = []
         kept = []
+        needs_grad = False
         if self.training:
             for m in self.body:
                 fea, k = m.forward_train(fea)
                 outs.append(fea)
                 kept.append(k)
         else:
-            p = self.resolve_path(x.device) if path in (None, "auto") else path
+            needs_grad = torch.is_grad_enabled() and x.requires_grad
+            p = self.resolve_path(x.device, needs_grad) if path in (None, "auto") else path
             if p not in PATHS:
                 raise ConfigError(f"smsr: unknown inference path {path!r}; use one of {', '.join(PATHS)}")
             for i, m in enumerate(self.body):
@@ -512,7 +516,7 @@ class SMSR(nn.Module):
             acc["active"] = [a + m.last_active for a, m in zip(acc.get("active", [0.0] * len(self.body)), self.body)]
             acc["pixels"] = acc.get("pixels", 0) + x.shape[0] * x.shape[-2] * x.shape[-1]
             acc["images"] = acc.get("images", 0) + x.shape[0]
-        if self.training:
+        if self.training or needs_grad:  # the fused 1x1 below writes with out=: no autograd
             fea = self.collect(torch.cat(outs, 1)) + feat
         else:
             fused = fuse_1x1(outs, self.collect[0].weight, self.collect[0].bias).relu_()
