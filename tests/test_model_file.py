@@ -155,6 +155,10 @@ def test_missing_file_and_unknown_name(tmp_path, monkeypatch):
         load_model(tmp_path / "nope.safetensors")
     with pytest.raises(SrkitError, match="is not a file"):
         load_model(tmp_path)
+    from srkit import zoo
+
+    # the package ships srkit-default; an empty zoo is one whose only search directory is empty
+    monkeypatch.setattr(zoo, "search_dirs", lambda: [tmp_path])
     with pytest.raises(SrkitError, match="unknown model 'nope'.*known models: none installed"):
         load_model("nope")
 
@@ -196,7 +200,7 @@ def test_zoo_lookup(tmp_path, monkeypatch):
     assert zoo.resolve("tiny-x2") == tmp_path / "tiny-x2.safetensors"
     loaded = load_model("tiny-x2")
     assert loaded.arch == "msrresnet" and loaded.metadata["metrics"]["Set5"]["psnr_y"] == 1.5
-    with pytest.raises(SrkitError, match="unknown model 'nope'.*known models: another, tiny-x2"):
+    with pytest.raises(SrkitError, match="unknown model 'nope'.*known models: another, srkit-default, tiny-x2"):
         zoo.resolve("nope")
 
 
