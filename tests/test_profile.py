@@ -138,3 +138,17 @@ def test_flops_agree_with_classsr_published_branch_costs(arch, kwargs, published
     net = archs.build(arch, **kwargs)
     flops_32 = 16 * count_flops(net, torch.rand(1, 3, 8, 8))
     assert flops_32 == pytest.approx(published, abs=0.01e9)  # published to 2 decimals, rounded loosely
+
+
+def test_cli_profile_reports_smsr_mask_flops(tmp_path, capsys):
+    import json
+
+    from srkit.cli import main
+
+    out = tmp_path / "p.json"
+    assert main(["profile", "--model", "arch:smsr", "--set", "n_feats=16", "--set", "n_blocks=2", "--size", "24x24",
+                 "--runs", "1", "--warmup", "0", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())["mask_flops"]
+    assert 0 < doc["ratio"] <= 1 and doc["total"] == pytest.approx(doc["ratio"] * doc["dense_total"])
+    assert len(doc["blocks"]) == 2
+    assert "masked" in capsys.readouterr().out

@@ -137,10 +137,23 @@ def run(args: argparse.Namespace) -> int:
         ("latency", f"{result.latency_ms_median:.2f} ms (median of {len(result.latency_ms_all)} runs)"),
         ("peak mem", f"{format_bytes(result.peak_memory_bytes)} above weights and input"),
     ]
+    masked = None
+    if hasattr(net, "mask_flops"):
+        # SMSR: the masks depend on the content; on this random input they are dense, so the
+        # figure describes noise, not photos (srkit eval reports the per-image counts on real images)
+        with torch.inference_mode():
+            x = torch.rand(1, descriptor.in_channels, h, w, generator=torch.Generator().manual_seed(0))
+            masked = net.to("cpu").float().eval().mask_flops(x)
+        density = ", ".join(f"{100 * b['spatial_density']:.0f}%" for b in masked["blocks"])
+        rows.append(("masked", f"{format_count(masked['total'])} FLOPs = {100 * masked['ratio']:.1f}% of "
+                               f"{format_count(masked['dense_total'])} unmasked; active pixels per module: "
+                               f"{density} (on random input; srkit eval counts real images)"))
     for key, value in rows:
         print(f"{key:<9} {value}")
     if args.json:
         doc = {"model": model, "arch": arch, **result.to_dict()}
+        if masked is not None:
+            doc["mask_flops"] = masked
         path = Path(args.json)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
