@@ -464,9 +464,10 @@ def to_tensor(array: np.ndarray) -> "torch.Tensor":
         scale = None
     else:
         raise SrkitError(f"to_tensor: unsupported dtype {a.dtype} (expected uint8, uint16 or float)")
-    t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).to(torch.float32)
+    # one float32 copy: owned and writable whatever the input (PIL arrays are read-only)
+    t = torch.from_numpy(np.array(a.transpose(2, 0, 1), dtype=np.float32, order="C"))
     if scale is not None:
-        t = t / scale
+        t.div_(scale)
     return t.unsqueeze(0)
 
 

@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.io import to_tensor
 from ..descriptor import ModelDescriptor
 from ..errors import SrkitError
 from . import tiling
@@ -396,24 +397,6 @@ class Upscaler:
 # ---------------------------------------------------------------------------------------------- conversions
 
 
-def _float_from_numpy(a: np.ndarray) -> torch.Tensor:
-    if a.dtype == np.uint8:
-        div = 255.0
-    elif a.dtype == np.uint16:
-        div = 65535.0
-    elif np.issubdtype(a.dtype, np.floating):
-        div = None
-    else:
-        raise SrkitError(f"unsupported image dtype {a.dtype}: use uint8, uint16 or float in [0, 1]")
-    f = np.ascontiguousarray(a, dtype=np.float32)
-    if not f.flags.writeable:  # torch.from_numpy wants a writable buffer
-        f = f.copy()
-    t = torch.from_numpy(f)
-    if div is not None:
-        t = t.div_(div)
-    return t.permute(2, 0, 1).unsqueeze(0)  # HWC -> NCHW
-
-
 def _split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
     """NCHW with 1-4 channels -> (colour, alpha or None, gray)."""
     c = t.shape[1]
@@ -437,7 +420,7 @@ def _prepare(image: Any) -> _Prepared:
         a = image[:, :, None] if image.ndim == 2 else image
         if a.ndim != 3 or a.shape[0] == 0 or a.shape[1] == 0:
             raise SrkitError(f"expected an HxW or HxWxC image array, got shape {image.shape}")
-        rgb, alpha, gray = _split(_float_from_numpy(a))
+        rgb, alpha, gray = _split(to_tensor(a))
         return _Prepared(rgb, alpha, gray, "numpy", {"dtype": image.dtype, "ndim": image.ndim})
     if isinstance(image, torch.Tensor):
         if image.dim() not in (3, 4) or image.shape[-1] == 0 or image.shape[-2] == 0:
@@ -471,7 +454,7 @@ def _prepare(image: Any) -> _Prepared:
             if im.mode.startswith("I;16"):
                 a = a.astype(np.uint16)
         a = a[:, :, None] if a.ndim == 2 else a
-        rgb, alpha, gray = _split(_float_from_numpy(a))
+        rgb, alpha, gray = _split(to_tensor(a))
         return _Prepared(rgb, alpha, gray, "pil", {"mode": im.mode, "info": dict(image.info)})
     raise SrkitError(f"cannot upscale a {type(image).__name__}: pass a numpy array, a PIL image or a torch tensor")
 
