@@ -16,6 +16,7 @@ METHODS: dict[str, str] = {
     "sr": "srkit.methods.sr:SRMethod",
     "smsr": "srkit.methods.smsr:SMSRMethod",
     "classsr": "srkit.methods.classsr:ClassSRMethod",
+    "liif": "srkit.methods.liif:LIIFMethod",
 }
 
 
