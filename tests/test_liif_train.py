@@ -87,18 +87,21 @@ def test_sampler_gt_matches_the_crop_and_lr_is_its_bicubic_resize():
         assert torch.allclose(b.lr[i], imresize(hits[0][None], size=(10, 10))[0].clamp(0, 1), atol=1e-6)
 
 
-def test_sampler_crop_lies_inside_the_patch():
-    # a patch whose left half is 0 and right half 1: a crop of side 20 in a 40 px patch at column x0
-    # holds exactly (x0 + 20 - 20) ... the gt mean tells where the crop is; every value stays in the patch
-    hr = torch.zeros(4, 3, 40, 40)
-    hr[..., 20:] = 1.0
-    b = sample_implicit(hr, sample_generator(0, 1), inp_size=10, scale_min=2.0, scale_max=2.0, sample_q=None,
+def test_sampler_crops_are_whole_blocks_inside_the_patch():
+    # every pixel holds its own position: a crop of side n at (y0, x0) must read back as that block
+    p = 40
+    pos = torch.arange(p * p, dtype=torch.float64).reshape(p, p)
+    hr = pos.expand(8, 3, p, p).clone()
+    b = sample_implicit(hr, sample_generator(4, 2), inp_size=10, scale_min=1.0, scale_max=4.0, sample_q=100,
                         augment=False)
-    ones = b.gt[..., 0].reshape(4, 20, 20)
-    for i in range(4):
-        cols = ones[i, 0]
-        # the crop is contiguous: a run of zeros then a run of ones
-        assert torch.equal(cols, torch.sort(cols).values)
+    for i in range(8):
+        side = round(10 * float(b.scales[i]))
+        yx = ((b.coord[i] + 1) * side / 2 - 0.5).round().long()  # pixel indices inside the crop
+        v = b.gt[i, :, 0].long()
+        y, x = v // p, v % p
+        y0, x0 = y - yx[:, 0], x - yx[:, 1]
+        assert (y0 == y0[0]).all() and (x0 == x0[0]).all()  # one rigid offset for all samples
+        assert 0 <= int(y0[0]) <= p - side and 0 <= int(x0[0]) <= p - side
 
 
 def test_sampler_is_determined_by_seed_and_step():
@@ -171,6 +174,23 @@ def test_training_through_the_engine_lowers_the_loss(tmp_path):
     with torch.no_grad():
         y = net(torch.rand(1, 3, 6, 7), size=(15, 20))
     assert y.shape == (1, 3, 15, 20)
+
+
+def test_resume_continues_identically(tmp_path):
+    full = tmp_path / "full"
+    Trainer(tiny_liif_cfg(full, steps=6), progress=False, train_set=HRPatches()).run()
+    part = tmp_path / "part"
+    cfg = tiny_liif_cfg(part, steps=3)
+    cfg.train.ckpt_every = 3
+    Trainer(cfg, progress=False, train_set=HRPatches()).run()
+    Trainer(tiny_liif_cfg(part, steps=6), resume=True, progress=False, train_set=HRPatches()).run()
+
+    def losses(out):
+        logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        return {r["step"]: r["loss/l1"] for r in logs if "loss/l1" in r}
+
+    a, b = losses(full), losses(part)
+    assert [a[k] for k in range(4, 7)] == [b[k] for k in range(4, 7)]
 
 
 def test_validation_upscales_by_data_scale(tmp_path):
