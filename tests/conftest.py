@@ -25,11 +25,12 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _few_threads():
-    # CI has 2 cores; keep torch from oversubscribing when tests run beside other work.
+def _one_thread():
+    # The tests run many small ops: a second intra-op thread buys little and, on a busy 2-core machine,
+    # made some files 10-100x slower.
     import torch
 
     old = torch.get_num_threads()
-    torch.set_num_threads(min(old, 2))
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)

@@ -15,13 +15,6 @@ from srkit.errors import CheckpointError, ConfigError, SrkitError
 FIX = Path(__file__).parent / "fixtures" / "classsr"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def small(backbone: str = "msrresnet", **kw):
     args = {"msrresnet": {"nb": 1}, "rcan": {"n_resgroups": 1, "n_resblocks": 1, "reduction": 4},

@@ -14,14 +14,6 @@ from srkit.cli.upscale import parse_memory, parse_size
 from srkit.data.io import load_image, write_image
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tests run many tiny ops; on a busy 2-core machine a second intra-op thread makes them 10-100x slower.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> str:

@@ -19,13 +19,6 @@ from srkit.engine.trainer import Trainer
 from srkit.errors import SrkitError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny nets: threads only add overhead on a shared 2-core machine
-    yield
-    torch.set_num_threads(old)
-
 
 class SynthPairs:
     """Smooth random HR images (bicubic-upsampled noise) and their 2x box-downsampled LR, with a

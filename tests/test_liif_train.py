@@ -18,13 +18,6 @@ from srkit.methods.liif import LIIFMethod, pixel_coords, sample_generator, sampl
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def smooth_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)

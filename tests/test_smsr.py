@@ -16,13 +16,6 @@ from srkit.archs.smsr import SMSR
 FIX = Path(__file__).resolve().parent / "fixtures" / "smsr"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def deterministic_state(net: SMSR) -> dict[str, torch.Tensor]:
     """The weights tests/fixtures/smsr/README.md describes (also used to make the official outputs)."""

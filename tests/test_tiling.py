@@ -13,14 +13,6 @@ from srkit.errors import SrkitError
 from srkit.inference import TilingOutOfMemoryError, Upscaler, tiling
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tests run many tiny ops; on a busy 2-core machine a second intra-op thread makes them 10-100x slower.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 class ConvSR(nn.Module):
     """``depth`` 3x3 convolutions (receptive field ``depth`` LR pixels per side) and a pixel shuffle."""

@@ -19,14 +19,6 @@ from srkit.errors import SrkitError
 from srkit.inference import Upscaler
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tests run many tiny ops; on a busy 2-core machine a second intra-op thread makes them 10-100x slower.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 class Nearest(nn.Module):
     """Nearest-neighbour 'network': exact, so every conversion can be checked bit for bit. Records its inputs."""
