@@ -82,6 +82,14 @@ def _edsr(state: StateDict, scale: int | None, overrides: dict[str, Any], arch: 
     return Conversion(arch, resolve_kwargs(arch, inferred, defaults, scale, overrides), state, notes)
 
 
+def _pixel_shuffle_scale(out_channels: int, nf: int, arch: str) -> int:
+    """Scale of a single conv + PixelShuffle upsampler with ``out_channels`` = nf * s^2 (s = 2 or 3)."""
+    ratio = out_channels // nf
+    if ratio not in (4, 9):
+        raise CheckpointError(f"cannot read the scale of the {arch} upsampler ({out_channels} channels)")
+    return {4: 2, 9: 3}[ratio]
+
+
 def convert_edsr(state: StateDict, scale: int | None, overrides: dict[str, Any]) -> Conversion:
     """EDSR (EDSR-PyTorch ``model/edsr.py``): residual scaling 0.1 unless ``--set res_scale=...``."""
     return _edsr(state, scale, overrides, "edsr", 0.1)
@@ -130,10 +138,7 @@ def convert_rdn(state: StateDict, scale: int | None, overrides: dict[str, Any]) 
     elif "UPNet.4.weight" in state:
         inferred["scale"] = 4
     else:
-        r2 = state["UPNet.0.weight"].shape[0] // G
-        if r2 not in (4, 9):
-            raise CheckpointError(f"cannot read the scale of the rdn upsampler (UPNet.0 has {r2 * G} channels)")
-        inferred["scale"] = {4: 2, 9: 3}[r2]
+        inferred["scale"] = _pixel_shuffle_scale(state["UPNet.0.weight"].shape[0], G, "rdn")
     return Conversion("rdn", resolve_kwargs("rdn", inferred, {}, scale, overrides), state, notes)
 
 
@@ -147,10 +152,7 @@ def convert_carn_m(state: StateDict, scale: int | None, overrides: dict[str, Any
     if "upsample.up.body.3.weight" in state:
         up = 4
     else:
-        r2 = require(state, "upsample.up.body.0.weight", "carn_m").shape[0] // nf
-        if r2 not in (4, 9):
-            raise CheckpointError(f"cannot read the scale of the carn_m upsampler ({r2 * nf} channels)")
-        up = {4: 2, 9: 3}[r2]
+        up = _pixel_shuffle_scale(require(state, "upsample.up.body.0.weight", "carn_m").shape[0], nf, "carn_m")
     inferred = {"nf": nf, "group": group, "scale": up}
     return Conversion("carn_m", resolve_kwargs("carn_m", inferred, {}, scale, overrides), state, [])
 
@@ -162,10 +164,7 @@ def convert_msrresnet(state: StateDict, scale: int | None, overrides: dict[str, 
     if "upconv2.weight" in state:
         up = 4
     else:
-        r2 = require(state, "upconv1.weight", "msrresnet").shape[0] // nf
-        if r2 not in (4, 9):
-            raise CheckpointError(f"cannot read the scale of the msrresnet upsampler ({r2 * nf} channels)")
-        up = {4: 2, 9: 3}[r2]
+        up = _pixel_shuffle_scale(require(state, "upconv1.weight", "msrresnet").shape[0], nf, "msrresnet")
     inferred = {
         "in_nc": first.shape[1],
         "out_nc": require(state, "conv_last.weight", "msrresnet").shape[0],

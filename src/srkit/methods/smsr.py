@@ -82,12 +82,7 @@ class SMSRMethod(SRMethod):
         net = self.networks["net"]
         net.tau = self.tau(step)
         sr, kept = self.run("net", lr, True)
-        out: dict[str, torch.Tensor] = {}
-        total = sr.new_zeros((), dtype=torch.float32)
-        for name, (weight, loss) in self.losses.items():
-            value = loss(sr.float(), hr)
-            out[name] = value.detach()
-            total = total + weight * value
+        total, out = self.pixel_terms(sr, hr)
         sparsity = kept.float().mean()
         lam = sparsity_lambda(step, self.opts["sparsity_weight"], self.opts["sparsity_warmup_steps"])
         total = total + lam * sparsity

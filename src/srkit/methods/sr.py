@@ -83,16 +83,21 @@ class SRMethod(Method):
     def _relativistic(self) -> bool:
         return self.cfg.train.gan.loss == "relativistic"
 
+    def pixel_terms(self, sr: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Weighted sum of the configured pixel/perceptual losses, and each term (detached) by name."""
+        out: dict[str, torch.Tensor] = {}
+        total = sr.new_zeros((), dtype=torch.float32)
+        for name, (weight, loss) in self.losses.items():
+            value = loss(sr.float(), hr)
+            out[name] = value.detach()
+            total = total + weight * value
+        return total, out
+
     def training_step(self, batch: dict[str, Any], step: int, update: str) -> dict[str, torch.Tensor]:
         lr, hr = batch["lr"], batch["hr"]
         if update == "net":
             sr = self.run("net", lr)
-            out: dict[str, torch.Tensor] = {}
-            total = sr.new_zeros((), dtype=torch.float32)
-            for name, (weight, loss) in self.losses.items():
-                value = loss(sr.float(), hr)
-                out[name] = value.detach()
-                total = total + weight * value
+            total, out = self.pixel_terms(sr, hr)
             if self.adversarial(step):
                 disc = self.networks["disc"]  # unwrapped: D is not updated (nor synced) in the G step
                 disc.requires_grad_(False)
