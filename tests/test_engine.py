@@ -255,3 +255,40 @@ def test_cli_trains_from_a_folder_of_images(tmp_path, capsys):
     assert f"output directory {out} is not empty" in capsys.readouterr().err
     assert main(["train", str(cfg), "train.stepz=3"]) == 1
     assert "did you mean 'train.steps'" in capsys.readouterr().err
+
+
+def test_time_limit_stops_cleanly_and_resume_finishes(tmp_path):
+    out = tmp_path / "run"
+    result = run(tiny_cfg(out, steps=50, time_limit=1e-9))  # up after the first step
+    assert result["step"] == 1
+    assert [s for s, _ in ckpt.list_checkpoints(out / "checkpoints")] == [1]
+    assert "train.time_limit" in (out / "train.log").read_text()
+    from srkit.model_file import read_metadata
+
+    assert read_metadata(result["model_file"])["steps"] == 1
+    again = run(tiny_cfg(out, steps=5), resume=True)
+    assert again["step"] == 5
+
+
+def test_model_init_loads_all_or_the_fitting_tensors(tmp_path):
+    from srkit.model_file import load_model
+
+    first = run(tiny_cfg(tmp_path / "a", steps=3))
+    src = load_model(first["model_file"]).net.state_dict()
+    # full init: the new run starts from exactly those weights (a vanishing lr keeps them)
+    cfg = tiny_cfg(tmp_path / "b", steps=1, optimizer={"lr": 1e-30})
+    cfg.model.init = str(first["model_file"])
+    got = load_model(run(cfg)["model_file"]).net.state_dict()
+    assert all(torch.allclose(src[k], got[k]) for k in src)
+    # a wider network (d 8 -> 12): strict init refuses and names a misfit; partial init takes what fits
+    wide = tiny_cfg(tmp_path / "c", steps=1, optimizer={"lr": 1e-30})
+    wide.model.args = {"d": 12, "s": 4, "m": 1}
+    wide.model.init = str(first["model_file"])
+    with pytest.raises(SrkitError, match="head_conv.0.weight"):
+        run(wide)
+    wide.model.init_partial = True
+    got = load_model(run(wide, force=True)["model_file"]).net.state_dict()
+    assert torch.allclose(got["body_conv.1.weight"], src["body_conv.1.weight"])  # the 4 -> 4 map fits
+    assert got["head_conv.0.weight"].shape[0] == 12
+    log = (tmp_path / "c" / "train.log").read_text()
+    assert "kept as initialised: " in log and "head_conv.0.weight" in log

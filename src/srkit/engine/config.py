@@ -24,6 +24,11 @@ class ModelConfig:
     """Architecture name understood by ``srkit.archs.build``."""
     args: dict[str, Any] = field(default_factory=dict)
     """Constructor arguments of the architecture (``scale`` is filled in from ``data.scale`` if absent)."""
+    init: str | None = None
+    """Weights to start from: an srkit model file or a checkpoint (fine-tuning). Ignored on ``--resume``."""
+    init_partial: bool = False
+    """With ``init``: load only the tensors whose name and shape match and keep the rest as initialised
+    (e.g. a x2 model's body under a x4 tail); the skipped names are logged. Off: every key must fit."""
 
 
 @dataclass
@@ -119,6 +124,9 @@ class TrainConfig:
     """Also write TensorBoard logs (when tensorboard is installed)."""
     deterministic: bool = True
     """Ask torch for deterministic kernels (needed for bit-identical resume on GPU)."""
+    time_limit: float = 0.0
+    """Stop after this many minutes of training even before ``steps`` (0: no limit). The stop is clean: a
+    checkpoint, validation and the model file are written as at the end, and ``--resume`` continues."""
 
 
 @dataclass
@@ -428,6 +436,7 @@ def check(cfg: Config) -> None:
     positive("train.keep_checkpoints", t.keep_checkpoints, allow_zero=True)
     positive("train.optimizer.lr", t.optimizer.lr)
     positive("train.grad_clip", t.grad_clip, allow_zero=True)
+    positive("train.time_limit", t.time_limit, allow_zero=True)
     if not 0.0 <= t.ema_decay < 1.0:
         raise ConfigError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
     s = t.schedule

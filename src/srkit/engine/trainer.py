@@ -240,6 +240,26 @@ class Trainer:
             self._note(f"config differs from the checkpoint's in: {', '.join(changed)}")
         self._note(f"resumed from {path} at step {self.step}")
 
+    def _load_init(self, net: nn.Module, path: str, partial: bool) -> None:
+        """``model.init``: start from the weights in ``path`` (all of them, or the fitting ones if ``partial``)."""
+        from ..convert.common import canonicalize, load_strict, read_checkpoint
+
+        state, _ = canonicalize(read_checkpoint(path), source=path)
+        if not partial:
+            load_strict(net, state, source=path, arch=self.cfg.model.arch)
+            self._note(f"model.init: all {len(state)} tensors loaded from {path}")
+            return
+        own = net.state_dict()
+        fits = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+        if not fits:
+            raise SrkitError(f"model.init: no tensor of {path} fits the {self.cfg.model.arch} network")
+        net.load_state_dict(fits, strict=False)
+        kept = sorted(k for k in own if k not in fits)
+        dropped = sorted(k for k in state if k not in fits)
+        self._note(f"model.init: {len(fits)} of {len(own)} tensors loaded from {path}"
+                   + (f"; kept as initialised: {', '.join(kept)}" if kept else "")
+                   + (f"; not used: {', '.join(dropped)}" if dropped else ""))
+
     @staticmethod
     def _seed(seed: int) -> None:
         random.seed(seed)
@@ -324,6 +344,8 @@ class Trainer:
         self.method = get_method(cfg.method.name)(cfg, self.device)
         self.method.build()
         net = self.method.networks["net"]
+        if cfg.model.init:
+            self._load_init(net, cfg.model.init, cfg.model.init_partial)
         self.ema = EMA(net, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
         self.optimizers, self.schedules = {}, {}
         for name, (params, ocfg, scfg) in self.method.optimizers().items():
@@ -372,6 +394,7 @@ class Trainer:
         sums: dict[str, float] = {}
         count = 0
         t0 = time.perf_counter()
+        deadline = t0 + 60.0 * cfg.train.time_limit if cfg.train.time_limit > 0 else math.inf
         metrics: dict[str, float] = {}
         while self.step < steps:
             if self.pos >= sampler.batches_per_epoch:
@@ -399,12 +422,25 @@ class Trainer:
                     metrics = self._validate_and_log()
                     if metrics:
                         bar.write(f"step {self.step}: val PSNR {metrics['psnr']:.3f} dB SSIM {metrics['ssim']:.4f}")
-                if self.step % cfg.train.ckpt_every == 0 or self.step == steps:
+                out_of_time = deadline < math.inf and self._time_is_up(deadline)
+                if self.step % cfg.train.ckpt_every == 0 or self.step == steps or out_of_time:
                     self.save_checkpoint()
+                if out_of_time:
+                    self._note(f"train.time_limit ({cfg.train.time_limit:g} min) reached at step {self.step} "
+                               f"of {steps}; --resume continues")
+                    steps = self.step  # leaves both loops
                 if self.step >= steps:
                     break
         bar.close()
         return metrics
+
+    def _time_is_up(self, deadline: float) -> bool:
+        """The same answer on every rank: rank 0's clock decides (checked every 10 steps under DDP)."""
+        if not self.info.enabled:
+            return time.perf_counter() >= deadline
+        if self.step % 10:
+            return False
+        return bool(D.broadcast_object(time.perf_counter() >= deadline, self.info))
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One iteration: every update the method asks for, then schedules, scaler and EMA."""
