@@ -427,6 +427,17 @@ def test_classsr_prepare_cuts_scores_and_splits(tmp_path, capsys):
     assert summary["skipped_images"] == ["im2"]
     assert main(["classsr-prepare", str(tmp_path / "hr"), "-o", str(out2), "--model", "bicubic"]) == 1
     assert "not empty" in capsys.readouterr().err
+    # the official downscaled copies: 200x180 at 0.8 -> 160x144 (one 128 window per axis)
+    out3 = tmp_path / "prep3"
+    assert main(["classsr-prepare", str(tmp_path / "hr"), "-o", str(out3), "--model", "bicubic",
+                 "--downscales", "1,0.8", "--quiet"]) == 0
+    names = [line.split("\t")[0] for line in (out3 / "psnr.tsv").read_text().splitlines()[1:]]
+    assert len(names) == 8 + 2 and "im0_d080_s001.png" in names and "im1_d080_s001.png" in names
+    assert json.loads((out3 / "classes.json").read_text())["downscales"] == [1.0, 0.8]
+    for bad in ("1,1.2", "0.5,0.5", "x"):
+        assert main(["classsr-prepare", str(tmp_path / "hr"), "-o", str(tmp_path / "p4"), "--model", "bicubic",
+                     "--downscales", bad]) == 1
+        assert "--downscales" in capsys.readouterr().err
 
 
 def test_subpixel_rewrite_of_the_transposed_conv_is_exact_and_cache_follows_weights():

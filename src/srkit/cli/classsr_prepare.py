@@ -3,8 +3,10 @@ three classes by the PSNR that a reference model reaches on each.
 
 Steps (the official ``extract_subimages_train.py`` and ``divide_sub_images_train.py``, for any folder):
 
-1. Each HR image is cropped to a multiple of the scale; its LR is the given LR file or, without one,
-   MATLAB bicubic (``srkit.data.resize.imresize``) of that HR.
+0. Optionally (``--downscales``, official ``1,0.9,0.8,0.7,0.6``), each HR image is also used downscaled by
+   each factor (MATLAB bicubic), which multiplies the data the way the official ``data_augmentation.py`` does.
+1. Each HR image is cropped to a multiple of the scale; its LR is the given LR file or, without one (and
+   always for a downscaled copy), MATLAB bicubic (``srkit.data.resize.imresize``) of that HR.
 2. Sub-images: HR ``crop`` x ``crop`` at step ``step`` (official 128 / 64, i.e. LR 32 / 16); along each axis a
    last window flush with the border is added when more than ``thres`` pixels would be left over.
 3. The reference model (an srkit model file or zoo name; ``bicubic`` for MATLAB bicubic) upscales each LR
@@ -47,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="add a border-flush window when more than this many HR pixels remain (default 48)")
     p.add_argument("--thresholds", default=None, metavar="LOW,HIGH",
                    help="PSNR thresholds in dB (default: the 1/3 and 2/3 quantiles of the PSNRs)")
+    p.add_argument("--downscales", default="1", metavar="F,F,...",
+                   help="also use each HR image downscaled by these factors in (0, 1] (official: 1,0.9,0.8,0.7,0.6; "
+                        "default 1: the images as they are)")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--batch", type=int, default=32, help="sub-images per reference-model call (default 32)")
     p.add_argument("--copy", action="store_true", help="copy files into the class folders instead of hard-linking")
@@ -94,6 +99,19 @@ def split_by_psnr(psnrs: list[float], thresholds: tuple[float, float] | None = N
     return classes, (low, high)
 
 
+def parse_downscales(text: str) -> list[float]:
+    """``"1,0.9"`` -> [1.0, 0.9]; every factor in (0, 1], no repeats."""
+    from ..errors import ConfigError
+
+    try:
+        factors = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--downscales expects factors such as 1,0.9,0.8,0.7,0.6, got {text!r}") from None
+    if not factors or any(not 0 < f <= 1 for f in factors) or len(set(factors)) != len(factors):
+        raise ConfigError(f"--downscales: factors must be distinct and in (0, 1], got {text!r}")
+    return factors
+
+
 def _reference(model: str, scale: int, device: Any):
     """A function (N, 3, h, w) float [0, 1] -> (N, 3, s*h, s*w) for the reference model."""
     import torch
@@ -131,6 +149,7 @@ def prepare(
     batch: int = 32,
     copy: bool = False,
     progress: bool = True,
+    downscales: tuple[float, ...] = (1.0,),
 ) -> dict[str, Any]:
     """Run the preparation (see the module docstring); return the ``classes.json`` content."""
     import json
@@ -165,12 +184,17 @@ def prepare(
     psnrs: list[float] = []
     skipped: list[str] = []
     lc = crop // scale
-    bar = tqdm(pairs, desc="classsr-prepare", unit="img", disable=not progress, dynamic_ncols=True)
-    for pair in bar:
+    jobs = [(pair, f) for pair in pairs for f in downscales]
+    bar = tqdm(jobs, desc="classsr-prepare", unit="img", disable=not progress, dynamic_ncols=True)
+    for pair, factor in bar:
         hr = read_image(pair.hr_path)
+        stem = pair.name
+        if factor != 1:
+            hr = imresize(hr, scale=factor)
+            stem = f"{pair.name}_d{round(factor * 100):03d}"
         h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
         hr = hr[:h, :w]
-        if pair.lr_path is not None:
+        if pair.lr_path is not None and factor == 1:
             lr = read_image(pair.lr_path)
             if lr.shape[:2] != (h // scale, w // scale):
                 raise SrkitError(f"{pair.lr_path} is {lr.shape[1]}x{lr.shape[0]}, expected "
@@ -179,7 +203,7 @@ def prepare(
             lr = imresize(hr, scale=1 / scale)
         ys, xs = window_starts(h, crop, step, thres), window_starts(w, crop, step, thres)
         if not ys or not xs:
-            skipped.append(pair.name)
+            skipped.append(stem)
             continue
         boxes = [(y, x) for y in ys for x in xs]
         hr_subs = [hr[y : y + crop, x : x + crop] for y, x in boxes]
@@ -192,7 +216,7 @@ def prepare(
             sr8 = (sr * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
             for j, s8 in enumerate(sr8):
                 k = start + j
-                name = f"{pair.name}_s{k + 1:03d}.png"
+                name = f"{stem}_s{k + 1:03d}.png"
                 psnrs.append(float(psnr(s8, hr_subs[k], crop_border=scale)))
                 names.append(name)
                 write_image(all_hr / name, np.ascontiguousarray(hr_subs[k]))
@@ -221,6 +245,7 @@ def prepare(
             f.write(f"{name}\t{v:.6f}\t{c}\n")
     summary = {
         "input": str(input_spec), "model": model, "scale": scale, "crop": crop, "step": step, "thres": thres,
+        "downscales": list(downscales),
         "thresholds_db": [low, high], "thresholds_from": "given" if thresholds else "quantiles 1/3, 2/3",
         "counts": {f"class{c}": classes.count(c) for c in (1, 2, 3)}, "sub_images": len(names),
         "skipped_images": skipped,
@@ -233,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
     summary = prepare(
         args.input, args.output, args.model, scale=args.scale, crop=args.crop, step=args.step, thres=args.thres,
         thresholds=parse_thresholds(args.thresholds), device=args.device, batch=args.batch, copy=args.copy,
-        progress=not args.quiet,
+        progress=not args.quiet, downscales=tuple(parse_downscales(args.downscales)),
     )
     low, high = summary["thresholds_db"]
     counts = summary["counts"]
