@@ -39,6 +39,9 @@ folder, then moved over the destination with ``os.replace``; on any error the de
 written to JPEG or BMP (Pillow reads 32-bit BMPs back without it). JPEG and WebP are lossy, and WebP
 has no grayscale (a gray image reads back as RGB).
 
+``PngStreamWriter`` writes a PNG strip by strip (streaming zlib, atomic like ``write_image``) for images
+too large to hold in memory; ``srkit upscale`` uses it for very large LIIF outputs.
+
 ``to_tensor`` / ``to_array`` convert between those arrays and float32 NCHW tensors in [0, 1].
 """
 
@@ -439,6 +442,143 @@ def write_image(
             pass
         raise
     return path
+
+
+class PngStreamWriter:
+    """Write a PNG image strip by strip, for images too large to hold in memory at once.
+
+    Rows go through the same Paeth filter as :func:`write_image`'s 16-bit encoder (the previous strip's
+    last row is kept for the filter) and a streaming ``zlib`` compressor; compressed data is written out in
+    ``IDAT`` chunks of about 1 MiB, so memory stays at one strip plus the compressor's window. The file is
+    written atomically: into a temporary file in the destination folder, renamed over ``path`` by
+    :meth:`close` once all ``height`` rows have arrived; :meth:`abort` (or leaving a ``with`` block with an
+    exception) removes the temporary file and leaves ``path`` untouched.
+
+    Args:
+        path: destination ``.png`` file (its folder must exist).
+        height, width: image size in pixels.
+        channels: 1 (gray), 3 (RGB) or 4 (RGBA).
+        dtype: ``np.uint8`` or ``np.uint16`` samples.
+        icc_profile: embedded as an ``iCCP`` chunk when given.
+        compress_level: zlib level 0-9.
+
+    ``write_rows(rows)`` takes HWC arrays (n, width, channels) (or (n, width) for gray) of ``dtype``.
+    """
+
+    _IDAT_BYTES = 1 << 20
+
+    def __init__(self, path: PathLike, height: int, width: int, channels: int, dtype=np.uint8,
+                 icc_profile: Optional[bytes] = None, compress_level: int = 6) -> None:
+        path = Path(path)
+        if path.suffix.lower() != ".png":
+            raise SrkitError(f"cannot stream {path}: strip-by-strip writing supports PNG only; use a .png name")
+        if channels not in (1, 3, 4):
+            raise SrkitError(f"cannot write {path}: channels must be 1, 3 or 4, got {channels}")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.uint8, np.uint16):
+            raise SrkitError(f"cannot write {path}: samples must be uint8 or uint16, got {dtype}")
+        if not (isinstance(compress_level, int) and 0 <= compress_level <= 9):
+            raise SrkitError(f"PngStreamWriter: compress_level must be 0..9, got {compress_level!r}")
+        if height < 1 or width < 1 or height >= 2**31 or width >= 2**31:
+            raise SrkitError(f"cannot write {path}: PNG sides must be 1 to 2^31 - 1, got {width}x{height}")
+        parent = path.parent if str(path.parent) else Path(".")
+        if not parent.is_dir():
+            raise SrkitError(f"cannot write {path}: folder {parent} does not exist")
+        self.path, self.height, self.width, self.channels, self.dtype = path, int(height), int(width), channels, dtype
+        self.rows_written = 0
+        self._bpp = channels * dtype.itemsize  # bytes per pixel, the Paeth filter's left distance
+        self._prev: Optional[np.ndarray] = None  # last row written (bytes), the "up" row of the next strip
+        self._zip = zlib.compressobj(compress_level)
+        self._pending: list[bytes] = []
+        self._pending_len = 0
+        fd, self._tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
+        self._file = os.fdopen(fd, "wb")
+        try:
+            colour_type = {1: 0, 3: 2, 4: 6}[channels]
+            head = [b"\x89PNG\r\n\x1a\n",
+                    _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8 * dtype.itemsize, colour_type, 0, 0, 0))]
+            if icc_profile:
+                head.append(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc_profile)))
+            self._file.write(b"".join(head))
+        except BaseException:
+            self.abort()
+            raise
+
+    def write_rows(self, rows: np.ndarray) -> None:
+        """Append the next ``n`` rows, (n, width, channels) or (n, width) for gray, of the writer's dtype."""
+        if self._file is None:
+            raise SrkitError(f"cannot write rows to {self.path}: the writer is closed")
+        a = rows[:, :, None] if rows.ndim == 2 else rows
+        if a.ndim != 3 or a.shape[1:] != (self.width, self.channels) or a.dtype != self.dtype:
+            raise SrkitError(f"{self.path}: expected rows of shape (n, {self.width}, {self.channels}) {self.dtype}, "
+                             f"got {rows.shape} {rows.dtype}")
+        n = a.shape[0]
+        if self.rows_written + n > self.height:
+            raise SrkitError(f"{self.path}: {self.rows_written + n} rows written to an image of height {self.height}")
+        if n == 0:
+            return
+        raw = np.ascontiguousarray(a, dtype=self.dtype.newbyteorder(">")).view(np.uint8).reshape(n, -1)
+        if self._prev is not None:  # the filter of the strip's first row looks at the previous strip's last row
+            filtered = _png_paeth_rows(np.concatenate([self._prev, raw]), self._bpp)
+            filtered = filtered[raw.shape[1] + 1 :]
+        else:
+            filtered = _png_paeth_rows(raw, self._bpp)
+        self._prev = raw[-1:].copy()
+        self._emit(self._zip.compress(filtered))
+        self.rows_written += n
+
+    def _emit(self, data: bytes, final: bool = False) -> None:
+        if data:
+            self._pending.append(data)
+            self._pending_len += len(data)
+        if self._pending_len >= self._IDAT_BYTES or (final and self._pending_len):
+            assert self._file is not None
+            self._file.write(_png_chunk(b"IDAT", b"".join(self._pending)))
+            self._pending, self._pending_len = [], 0
+
+    def close(self) -> Path:
+        """Finish the file and move it over ``path``; all ``height`` rows must have been written."""
+        if self._file is None:
+            raise SrkitError(f"{self.path}: the writer is already closed")
+        if self.rows_written != self.height:
+            self.abort()
+            raise SrkitError(f"{self.path}: only {self.rows_written} of {self.height} rows were written; "
+                             f"the file was not created")
+        try:
+            self._emit(self._zip.flush(), final=True)
+            self._file.write(_png_chunk(b"IEND", b""))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+            os.chmod(self._tmp, _default_file_mode())
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary file; ``path`` is left as it was."""
+        if self._file is not None:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+            self._file = None
+        try:
+            os.unlink(self._tmp)
+        except OSError:
+            pass
+
+    def __enter__(self) -> "PngStreamWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif self._file is not None:
+            self.close()
 
 
 # ---------------------------------------------------------------------------------------------- tensors
