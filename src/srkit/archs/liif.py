@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -332,6 +332,8 @@ class LIIF(nn.Module):
         size: int | tuple[int, int] | None = None,
         *,
         scale: float | tuple[float, float] | None = None,
+        coord: torch.Tensor | None = None,
+        cell: torch.Tensor | None = None,
         chunk_size: int | None = None,
         memory_budget: int | None = None,
         reference: bool = False,
@@ -341,32 +343,102 @@ class LIIF(nn.Module):
         With ``scale`` the size is ``round(h * s), round(w * s)`` (Python rounding, as the official test
         wrapper). Every output pixel centre is queried with cell (2 / H, 2 / W), as the official demo.
         Coordinates are made chunk by chunk, so memory is the output plus one chunk's work.
+
+        With ``coord`` (B, Q, 2) (and ``cell`` when the model decodes cells) instead of a size, returns the RGB
+        at those points, (B, Q, 3), i.e. ``query(encode(lr), coord, cell)``: the training call, one forward
+        through the whole model, so that a ``DistributedDataParallel`` wrapper sees every parameter used.
         """
+        if coord is not None:
+            if size is not None or scale is not None:
+                raise SrkitError("LIIF forward takes either coord (and cell) or an output size/scale, not both")
+            return self.query(self.encode(lr), coord, cell, chunk_size=chunk_size, memory_budget=memory_budget,
+                              reference=reference)
         b, _, h, w = lr.shape
         height, width = _output_size(h, w, size, scale)
-        feat = self.encode(lr)
-        latent = self._unfold(feat) if reference else self.precompute(feat)
+        latent = self._latent(lr, reference)
         out = torch.empty(b, 3, height, width, device=lr.device, dtype=lr.dtype)
         chunk = chunk_size or self.chunk_size_for(memory_budget, reference=reference)
         self._render(latent, out, 0, height * width, chunk, reference)
         return out
 
-    def _render(self, latent, out: torch.Tensor, start: int, stop: int, chunk: int, reference: bool) -> None:
-        """Fill output pixels ``start:stop`` (raster order) of ``out`` (B, 3, H, W) in chunks of ``chunk``."""
-        b, _, height, width = out.shape
+    def iter_rows(
+        self,
+        lr: torch.Tensor,
+        size: int | tuple[int, int] | None = None,
+        *,
+        scale: float | tuple[float, float] | None = None,
+        rows_per_strip: int | None = None,
+        chunk_size: int | None = None,
+        memory_budget: int | None = None,
+        reference: bool = False,
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Upscale like :meth:`forward`, but yield the output as horizontal strips, top to bottom.
+
+        Yields ``(row0, strip)`` with ``strip`` (B, 3, n, W) holding output rows ``row0 : row0 + n``
+        (``rows_per_strip`` rows, fewer at the bottom; default: the rows one query chunk covers). The
+        encoder and the latent precomputation run once on the whole LR image; the queries run in the same
+        raster-order chunks as :meth:`forward` with the same ``chunk_size`` / ``memory_budget``, so the strips
+        are exactly (bit for bit) the rows of ``forward``'s result. Memory: the latent grid, one chunk's work
+        and one strip, whatever the output size. Each strip is a new tensor the caller may keep.
+        """
+        b, _, h, w = lr.shape
+        height, width = _output_size(h, w, size, scale)
+        chunk = chunk_size or self.chunk_size_for(memory_budget, reference=reference)
+        rows = int(rows_per_strip) if rows_per_strip else max(1, math.ceil(chunk / width))
+        if rows < 1:
+            raise SrkitError(f"LIIF iter_rows: rows_per_strip must be at least 1, got {rows_per_strip}")
+        latent = self._latent(lr, reference)
+        render = self._chunk_renderer(latent, b, height, width, lr.device, reference)
+        total = height * width
+        row0 = 0
+        strip = torch.empty(b, 3, min(rows, height) * width, device=lr.device, dtype=lr.dtype)
+        filled = 0  # pixels of the current strip already computed
+        for a in range(0, total, chunk):
+            vals = render(a, min(a + chunk, total))
+            used = 0
+            while used < vals.shape[-1]:
+                take = min(vals.shape[-1] - used, strip.shape[-1] - filled)
+                strip[:, :, filled : filled + take] = vals[:, :, used : used + take]
+                filled += take
+                used += take
+                if filled == strip.shape[-1]:
+                    n = strip.shape[-1] // width
+                    yield row0, strip.view(b, 3, n, width)
+                    row0 += n
+                    filled = 0
+                    if row0 < height:
+                        strip = torch.empty(b, 3, min(rows, height - row0) * width, device=lr.device,
+                                            dtype=lr.dtype)
+
+    def _latent(self, lr: torch.Tensor, reference: bool):
+        feat = self.encode(lr)
+        return self._unfold(feat) if reference else self.precompute(feat)
+
+    def _chunk_renderer(self, latent, b: int, height: int, width: int, device, reference: bool):
+        """``render(start, stop)`` -> (B, 3, stop - start) RGB of output pixels ``start:stop`` (raster order)."""
         run = self._query_reference if reference else self._query_fast
-        device = out.device
         ys = make_coord(height, device)
         xs = make_coord(width, device)
         cell_value = torch.ones(2, device=device)  # the official demo's cell: ones * (2 / H, 2 / W)
         cell_value[0] *= 2 / height
         cell_value[1] *= 2 / width
-        flat = out.view(b, 3, height * width)
-        for a in range(start, stop, chunk):
-            idx = torch.arange(a, min(a + chunk, stop), device=device)
+
+        def render(start: int, stop: int) -> torch.Tensor:
+            idx = torch.arange(start, stop, device=device)
             coord = torch.stack([ys[idx // width], xs[idx % width]], dim=-1).unsqueeze(0).expand(b, -1, 2)
             cell = cell_value.expand(b, len(idx), 2) if self.cell_decode else None
-            flat[:, :, a : a + len(idx)] = (run(latent, coord, cell) * 0.5 + 0.5).transpose(1, 2)
+            return (run(latent, coord, cell) * 0.5 + 0.5).transpose(1, 2)
+
+        return render
+
+    def _render(self, latent, out: torch.Tensor, start: int, stop: int, chunk: int, reference: bool) -> None:
+        """Fill output pixels ``start:stop`` (raster order) of ``out`` (B, 3, H, W) in chunks of ``chunk``."""
+        b, _, height, width = out.shape
+        render = self._chunk_renderer(latent, b, height, width, out.device, reference)
+        flat = out.view(b, 3, height * width)
+        for a in range(start, stop, chunk):
+            end = min(a + chunk, stop)
+            flat[:, :, a:end] = render(a, end)
 
 
 def _fused_linear_relu_available() -> bool:

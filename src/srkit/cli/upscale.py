@@ -12,6 +12,10 @@ Rules (all checked before any work starts):
   A file that cannot be read as an image is reported on one line of stderr; the rest of the batch still
   runs, and the exit status is 1 at the end.
 * ``--half`` on the CPU prints a warning and runs in float32 (CPU half convolutions are slow or missing).
+* Outputs larger than the memory budget (``--max-memory``, default half the available RAM on CPU) from a
+  continuous-scale model (LIIF) are rendered and written to a PNG in horizontal strips
+  (:mod:`srkit.inference.streaming`), so the whole result is never held in memory; the pixels are those the
+  in-memory path would write.
 """
 
 from __future__ import annotations
@@ -86,7 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="tile side in input pixels (default: from --max-memory; 0 = no tiling)")
     p.add_argument("--max-memory", type=parse_memory, default=None, metavar="SIZE",
                    help="device-memory budget for one tile, e.g. 2GB, 512MiB (default: 80%% of free GPU "
-                   "memory, or half of the available RAM on CPU)")
+                   "memory, or half of the available RAM on CPU); LIIF outputs larger than it are written "
+                   "to the PNG in strips")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--half", action="store_true", help="float16 on CUDA (ignored, with a warning, on CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -227,6 +232,14 @@ def _preflight(jobs, raw_inputs, *, overwrite: bool) -> None:
             raise SrkitError(f"{dst} is a folder, not an output file")
 
 
+def _say(msg: str) -> None:
+    import sys
+
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)
+
+
 def _upscale_file(up, src, dst, *, scale, size, ref) -> None:
     import numpy as np
 
@@ -238,6 +251,17 @@ def _upscale_file(up, src, dst, *, scale, size, ref) -> None:
     if gray_alpha:
         # load_image replicates gray into RGB; give the upscaler gray + alpha so the result stays exactly gray.
         a = np.ascontiguousarray(a[..., [0, 3]])
+    from ..inference import streaming
+
+    out_hw = up.output_size(a.shape[0], a.shape[1], scale, size)
+    if ref is None and streaming.should_stream(up, out_hw):
+        if dst.suffix.lower() == ".png":
+            # too large for memory: the model renders strips that go straight into the PNG file
+            _say(f"srkit: {src.name}: {streaming.describe_plan(up, a.shape[:2], out_hw)}")
+            streaming.upscale_to_png(up, a, dst, scale=scale, size=size, icc_profile=img.icc_profile)
+            return
+        _say(f"srkit: warning: {src.name}: the {out_hw[1]}x{out_hw[0]} result may not fit in memory; only .png "
+             f"outputs are written in strips")
     result = up.upscale(a, scale=scale, size=size, ref=ref)
     if gray_alpha:  # write_image takes 1, 3 or 4 channels: gray + alpha goes out as RGBA with equal RGB
         result = np.ascontiguousarray(result[..., [0, 0, 0, 1]])
