@@ -434,6 +434,11 @@ def test_classsr_prepare_cuts_scores_and_splits(tmp_path, capsys):
     names = [line.split("\t")[0] for line in (out3 / "psnr.tsv").read_text().splitlines()[1:]]
     assert len(names) == 8 + 2 and "im0_d080_s001.png" in names and "im1_d080_s001.png" in names
     assert json.loads((out3 / "classes.json").read_text())["downscales"] == [1.0, 0.8]
+    # worker processes cut the same sub-images in the same order
+    out5 = tmp_path / "prep5"
+    assert main(["classsr-prepare", str(tmp_path / "hr"), "-o", str(out5), "--model", "bicubic",
+                 "--downscales", "1,0.8", "--workers", "2", "--quiet"]) == 0
+    assert (out5 / "psnr.tsv").read_text() == (out3 / "psnr.tsv").read_text()
     for bad in ("1,1.2", "0.5,0.5", "x"):
         assert main(["classsr-prepare", str(tmp_path / "hr"), "-o", str(tmp_path / "p4"), "--model", "bicubic",
                      "--downscales", bad]) == 1

@@ -52,6 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--downscales", default="1", metavar="F,F,...",
                    help="also use each HR image downscaled by these factors in (0, 1] (official: 1,0.9,0.8,0.7,0.6; "
                         "default 1: the images as they are)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes that cut and write sub-images while the model scores them (default 0: none)")
     p.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--batch", type=int, default=32, help="sub-images per reference-model call (default 32)")
     p.add_argument("--copy", action="store_true", help="copy files into the class folders instead of hard-linking")
@@ -112,6 +114,43 @@ def parse_downscales(text: str) -> list[float]:
     return factors
 
 
+def _cut_and_write(job: tuple) -> tuple[str, list[str], Any, Any]:
+    """One HR image at one downscale factor: cut HR/LR sub-images, write them, return them stacked (uint8)."""
+    import numpy as np
+
+    from ..data.io import read_image, write_image
+    from ..data.resize import imresize
+    from ..errors import SrkitError
+
+    hr_path, lr_path, name, factor, scale, crop, step, thres, all_hr, all_lr = job
+    hr = read_image(hr_path)
+    stem = name
+    if factor != 1:
+        hr = imresize(hr, scale=factor)
+        stem = f"{name}_d{round(factor * 100):03d}"
+    h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+    hr = hr[:h, :w]
+    if lr_path is not None and factor == 1:
+        lr = read_image(lr_path)
+        if lr.shape[:2] != (h // scale, w // scale):
+            raise SrkitError(f"{lr_path} is {lr.shape[1]}x{lr.shape[0]}, expected "
+                             f"{w // scale}x{h // scale} for {hr_path} at x{scale}")
+    else:
+        lr = imresize(hr, scale=1 / scale)
+    ys, xs = window_starts(h, crop, step, thres), window_starts(w, crop, step, thres)
+    boxes = [(y, x) for y in ys for x in xs]
+    if not boxes:
+        return stem, [], None, None
+    lc = crop // scale
+    hr_subs = np.stack([hr[y : y + crop, x : x + crop] for y, x in boxes])
+    lr_subs = np.stack([lr[y // scale : y // scale + lc, x // scale : x // scale + lc] for y, x in boxes])
+    names = [f"{stem}_s{k + 1:03d}.png" for k in range(len(boxes))]
+    for n, a, b in zip(names, hr_subs, lr_subs):
+        write_image(all_hr / n, a)
+        write_image(all_lr / n, b)
+    return stem, names, hr_subs, lr_subs
+
+
 def _reference(model: str, scale: int, device: Any):
     """A function (N, 3, h, w) float [0, 1] -> (N, 3, s*h, s*w) for the reference model."""
     import torch
@@ -150,18 +189,16 @@ def prepare(
     copy: bool = False,
     progress: bool = True,
     downscales: tuple[float, ...] = (1.0,),
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Run the preparation (see the module docstring); return the ``classes.json`` content."""
     import json
     import os
     import shutil
 
-    import numpy as np
     import torch
     from tqdm import tqdm
 
-    from ..data.io import read_image, write_image
-    from ..data.resize import imresize
     from ..data.sets import resolve_pairs
     from ..errors import ConfigError, SrkitError
     from ..metrics.psnr_ssim import psnr
@@ -183,45 +220,36 @@ def prepare(
     names: list[str] = []
     psnrs: list[float] = []
     skipped: list[str] = []
-    lc = crop // scale
-    jobs = [(pair, f) for pair in pairs for f in downscales]
-    bar = tqdm(jobs, desc="classsr-prepare", unit="img", disable=not progress, dynamic_ncols=True)
-    for pair, factor in bar:
-        hr = read_image(pair.hr_path)
-        stem = pair.name
-        if factor != 1:
-            hr = imresize(hr, scale=factor)
-            stem = f"{pair.name}_d{round(factor * 100):03d}"
-        h, w = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
-        hr = hr[:h, :w]
-        if pair.lr_path is not None and factor == 1:
-            lr = read_image(pair.lr_path)
-            if lr.shape[:2] != (h // scale, w // scale):
-                raise SrkitError(f"{pair.lr_path} is {lr.shape[1]}x{lr.shape[0]}, expected "
-                                 f"{w // scale}x{h // scale} for {pair.hr_path} at x{scale}")
-        else:
-            lr = imresize(hr, scale=1 / scale)
-        ys, xs = window_starts(h, crop, step, thres), window_starts(w, crop, step, thres)
-        if not ys or not xs:
-            skipped.append(stem)
-            continue
-        boxes = [(y, x) for y in ys for x in xs]
-        hr_subs = [hr[y : y + crop, x : x + crop] for y, x in boxes]
-        lr_subs = [lr[y // scale : y // scale + lc, x // scale : x // scale + lc] for y, x in boxes]
-        for start in range(0, len(boxes), batch):
-            chunk = np.stack(lr_subs[start : start + batch])
-            x = torch.from_numpy(chunk).permute(0, 3, 1, 2).float() / 255
-            with torch.inference_mode():
-                sr = ref(x)
-            sr8 = (sr * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-            for j, s8 in enumerate(sr8):
-                k = start + j
-                name = f"{stem}_s{k + 1:03d}.png"
-                psnrs.append(float(psnr(s8, hr_subs[k], crop_border=scale)))
-                names.append(name)
-                write_image(all_hr / name, np.ascontiguousarray(hr_subs[k]))
-                write_image(all_lr / name, np.ascontiguousarray(lr_subs[k]))
-        bar.set_postfix(sub_images=len(names))
+    jobs = [(pair.hr_path, pair.lr_path, pair.name, f, scale, crop, step, thres, all_hr, all_lr)
+            for pair in pairs for f in downscales]
+    bar = tqdm(total=len(jobs), desc="classsr-prepare", unit="img", disable=not progress, dynamic_ncols=True)
+    pool = None
+    if workers > 0:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(workers)
+        cut = pool.imap(_cut_and_write, jobs)  # in order: names and PSNRs come out deterministic
+    else:
+        cut = map(_cut_and_write, jobs)
+    try:
+        for stem, sub_names, hr_subs, lr_subs in cut:
+            bar.update(1)
+            if not sub_names:
+                skipped.append(stem)
+                continue
+            for start in range(0, len(sub_names), batch):
+                x = torch.from_numpy(lr_subs[start : start + batch]).permute(0, 3, 1, 2).float() / 255
+                with torch.inference_mode():
+                    sr = ref(x)
+                sr8 = (sr * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                for j, s8 in enumerate(sr8):
+                    psnrs.append(float(psnr(s8, hr_subs[start + j], crop_border=scale)))
+            names.extend(sub_names)
+            bar.set_postfix(sub_images=len(names))
+    finally:
+        if pool is not None:
+            pool.terminate()
+        bar.close()
     classes, (low, high) = split_by_psnr(psnrs, thresholds)
     for c in (1, 2, 3):
         (out / f"class{c}" / "HR").mkdir(parents=True)
@@ -259,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
         args.input, args.output, args.model, scale=args.scale, crop=args.crop, step=args.step, thres=args.thres,
         thresholds=parse_thresholds(args.thresholds), device=args.device, batch=args.batch, copy=args.copy,
         progress=not args.quiet, downscales=tuple(parse_downscales(args.downscales)),
+        workers=args.workers,
     )
     low, high = summary["thresholds_db"]
     counts = summary["counts"]
