@@ -13,8 +13,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", default=None, help="'bicubic', a zoo name or a model file (default: the default model)")
     p.add_argument("--data", required=True, help="named set (Set5, Set14, BSD100, Set5:symmetric, DIV2K) or a folder with HR/")
-    p.add_argument("--scale", type=float, required=True, help="upscaling factor")
-    p.add_argument("--preset", default="benchmark", help="evaluation protocol (default: benchmark = Y, crop scale)")
+    p.add_argument("--scale", type=float, required=True,
+                   help="upscaling factor (a whole number, unless --lr-from-hr)")
+    p.add_argument("--preset", default="benchmark",
+                   help="evaluation protocol (default: benchmark = Y, crop scale; div2k = RGB, crop scale + 6)")
+    p.add_argument("--lr-from-hr", nargs="?", const="matlab", default=None, choices=["matlab", "pil"],
+                   metavar="matlab|pil",
+                   help="make each LR image from its HR image the LIIF way (HR cropped to round(floor(H/s)*s), "
+                   "bicubic down), ignoring LR files, at any scale (x6, x12, x30, x3.7): 'matlab' (default) "
+                   "MATLAB bicubic, 'pil' Pillow bicubic exactly as the official LIIF test")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N images")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no per-image lines")
     p.set_defaults(run=run)
@@ -42,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.quiet:
         print(f"{'image':<24} {'PSNR':>8}  SSIM")
-    result = evaluate(model, args.data, scale, preset=args.preset, progress=not args.quiet, on_image=show)
+    result = evaluate(model, args.data, scale, preset=args.preset, progress=not args.quiet, on_image=show,
+                      lr_from_hr=args.lr_from_hr or False, limit=args.limit)
     print(f"{'mean':<24} {result.psnr:8.4f}  {result.ssim:.4f}")
     print(f"{result.model} on {result.data} x{scale} [{result.preset}]: "
           f"PSNR {result.psnr:.2f} dB  SSIM {result.ssim:.4f}  ({len(result.images)} images)")

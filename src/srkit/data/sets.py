@@ -17,6 +17,9 @@ Spec strings understood by :func:`resolve_pairs` (names are case-insensitive):
 - ``"DIV2KRK"``: DIV2K HR with the DIV2KRK blurred LR images (scale 4 only);
 - a folder path: ``<folder>/HR/`` with optional ``<folder>/LR_bicubic/X{s}/`` (same file stems, or
   ``<stem>x{s}``), or a folder of images used as HR only.
+
+With ``lr_from_hr=True`` every spec resolves to its HR images only, at any positive scale (non-integer
+included): the evaluator then makes the LR images from HR (LIIF's protocol for out-of-distribution scales).
 """
 
 from __future__ import annotations
@@ -138,17 +141,35 @@ def list_named_sets(root: Optional[Union[str, Path]] = None) -> list[str]:
     return names
 
 
-def resolve_pairs(spec: Union[str, Path], scale: int, root: Optional[Union[str, Path]] = None) -> list[ImagePair]:
+_FROM_HR_HINT = "make the LR images from HR instead (srkit eval --lr-from-hr; lr_from_hr=True in Python)"
+
+
+def resolve_pairs(
+    spec: Union[str, Path],
+    scale: float,
+    root: Optional[Union[str, Path]] = None,
+    *,
+    lr_from_hr: bool = False,
+) -> list[ImagePair]:
     """HR/LR file pairs for a named set or a folder (see the module docstring), sorted by file name.
 
     Args:
         spec: a set name (``"Set5"``, ``"set14"``, ``"Set5:symmetric"``, ``"DIV2K"``, ``"DIV2KRK"``) or a folder.
-        scale: the integer SR factor; selects the ``X{scale}`` LR folder.
+        scale: the SR factor; selects the ``X{scale}`` LR folder (a whole number unless ``lr_from_hr``).
         root: the data root for named sets (default :func:`data_root`).
+        lr_from_hr: ignore LR files and return the HR images only (``lr_path`` None), for LR made on the fly
+            at any scale (LIIF's out-of-distribution protocol); ``scale`` may then be any positive number.
 
-    Raises SrkitError naming the path when a folder is missing or empty or an HR file has no LR file.
+    Raises SrkitError naming the path when a folder is missing or empty or an HR file has no LR file; when
+    a named set has no LR files for the scale (or the scale is not whole), the message says to use
+    ``lr_from_hr``.
     """
-    s = _check_scale(scale)
+    if lr_from_hr:
+        return _resolve_hr_only(spec, scale, root)
+    try:
+        s = _check_scale(scale)
+    except SrkitError as e:
+        raise SrkitError(f"{e}; for other scales {_FROM_HR_HINT}") from None
     text = str(spec)
     folder = Path(text).expanduser()
     looks_like_path = isinstance(spec, Path) or os.sep in text or (os.altsep and os.altsep in text) or text.startswith(".")
@@ -185,8 +206,36 @@ def resolve_pairs(spec: Union[str, Path], scale: int, root: Optional[Union[str, 
         return _pair_with_lr(hr_files, lr_dir, s, suffix_names=True)
     lr_dir = folder / "LR_bicubic" / f"X{s}"
     if not lr_dir.is_dir():
-        raise SrkitError(f"{folder.name} has no LR files for x{s} (no folder {lr_dir})")
+        raise SrkitError(f"{folder.name} has no LR files for x{s} (no folder {lr_dir}); {_FROM_HR_HINT}")
     return _pair_with_lr(hr_files, lr_dir, s, suffix_names=False)
+
+
+def _resolve_hr_only(spec: Union[str, Path], scale: float, root: Optional[Union[str, Path]]) -> list[ImagePair]:
+    """The HR images of a set or folder, without LR files (for LR made from HR at any positive scale)."""
+    if isinstance(scale, bool) or not isinstance(scale, Real) or not float(scale) > 0 or float(scale) == float("inf"):
+        raise SrkitError(f"scale must be a positive number, got {scale!r}")
+    text = str(spec)
+    folder = Path(text).expanduser()
+    looks_like_path = isinstance(spec, Path) or os.sep in text or (os.altsep and os.altsep in text) or text.startswith(".")
+    if looks_like_path or (folder.is_dir() and ":" not in text):
+        if not folder.is_dir():
+            raise SrkitError(f"image folder {folder} does not exist")
+        hr_dir = _child_ci(folder, "HR")
+        return _hr_only(list_images(hr_dir if hr_dir is not None else folder))
+    name, _, variant = text.partition(":")
+    if variant.lower() not in ("", "symmetric", "replicate"):
+        raise SrkitError(f"unknown variant {variant!r} in {text!r}: use '{name}' or '{name}:symmetric'")
+    base = Path(root) if root is not None else data_root()
+    key = name.lower()
+    if key == "div2krk":
+        raise SrkitError("DIV2KRK is defined by its blurred LR files; LR made from HR is plain DIV2K (use 'DIV2K')")
+    if key == "div2k":
+        return _hr_only(list_images(base / "div2k" / "HR"))
+    sets = _named_folders(base)
+    if key not in sets:
+        known = ", ".join(list_named_sets(base)) or "none"
+        raise SrkitError(f"unknown image set {text!r}: not a folder, and not a named set under {base} ({known})")
+    return _hr_only(list_images(sets[key] / "HR"))
 
 
 def _resolve_folder(folder: Path, scale: int) -> list[ImagePair]:
