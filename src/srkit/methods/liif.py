@@ -13,8 +13,12 @@ own training sample per item, as the official ``SRImplicitDownsampled`` wrapper 
    their cells ``(2 / H_crop, 2 / W_crop)`` and their RGB values.
 
 The loss is L1 on ``(x - 0.5) / 0.5`` normalised RGB, as the official ``train_liif.py``. Randomness comes
-from a ``torch.Generator`` seeded by ``(seed, step, rank)``, so a resumed run draws the same samples.
-Validation upscales whole images to ``data.scale`` with ``net(lr, size=(h * s, w * s))``.
+from one ``torch.Generator`` per batch item, seeded by ``(seed, step, index of the item in the global
+batch)``, so a resumed run draws the same samples and a run over several processes (torchrun) draws exactly
+the samples of a single-process run with the same global batch. The network is called once per step as
+``net(lr, coord=..., cell=...)`` (encoder and decoder in one forward), so the engine's
+``DistributedDataParallel`` wrapper synchronises every gradient. Validation upscales whole images to
+``data.scale`` with ``net(lr, size=(h * s, w * s))``.
 
 Method args (``method.args``): ``inp_size`` (48), ``scale_min`` (1.0), ``scale_max`` (4.0),
 ``sample_q`` (2304), ``augment`` (true).
@@ -23,7 +27,7 @@ Method args (``method.args``): ``inp_size`` (48), ``scale_min`` (1.0), ``scale_m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,10 +53,10 @@ class ImplicitBatch:
     scales: torch.Tensor
 
 
-def sample_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
-    """CPU generator for the draws of iteration ``step``: a fixed function of (seed, step, rank)."""
+def sample_generator(seed: int, step: int, index: int = 0) -> torch.Generator:
+    """CPU generator for the draws of item ``index`` (in the global batch) of iteration ``step``."""
     g = torch.Generator()
-    g.manual_seed((seed * 1_000_003 + step * 7_919 + rank * 104_729 + 12_345) % (2**63))
+    g.manual_seed((seed * 1_000_003 + step * 7_919 + index * 104_729 + 12_345) % (2**63))
     return g
 
 
@@ -66,7 +70,7 @@ def pixel_coords(h: int, w: int, device: torch.device | str | None = None) -> to
 
 def sample_implicit(
     hr: torch.Tensor,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     *,
     inp_size: int = 48,
     scale_min: float = 1.0,
@@ -79,7 +83,8 @@ def sample_implicit(
 
     Each item gets its own scale, crop, flips and query pixels (see the module docstring); ``P`` must be
     at least ``round(inp_size * scale_max)``. ``sample_q=None`` keeps every pixel (then all crops must
-    have the same size, i.e. ``scale_min == scale_max``).
+    have the same size, i.e. ``scale_min == scale_max``). ``generator``: one for the whole batch, or one
+    per item (then each item's draws depend on its own generator only).
     """
     from ..data.resize import imresize
 
@@ -88,8 +93,14 @@ def sample_implicit(
     if min(ph, pw) < largest:
         raise ConfigError(f"LIIF sampling needs HR patches of at least {largest} px (inp_size {inp_size} x "
                           f"scale_max {scale_max}), got {ph}x{pw}")
+    if isinstance(generator, torch.Generator):
+        gens = [generator] * b
+    else:
+        gens = list(generator)
+        if len(gens) != b:
+            raise ConfigError(f"LIIF sampling got {len(gens)} generators for a batch of {b}")
     lrs, coords, cells, gts, scales = [], [], [], [], []
-    for i in range(b):
+    for i, generator in enumerate(gens):
         s = scale_min + (scale_max - scale_min) * float(torch.rand((), generator=generator, dtype=torch.float64))
         side = round(inp_size * s)
         y0 = int(torch.randint(0, ph - side + 1, (), generator=generator))
@@ -146,10 +157,6 @@ class LIIFMethod(Method):
         if self.cfg.data.patch_size < largest:
             raise ConfigError(f"data.patch_size ({self.cfg.data.patch_size}) must hold the largest LIIF HR crop, "
                               f"round(inp_size * scale_max) = {largest}")
-        if torch.distributed.is_available() and torch.distributed.is_initialized() \
-                and torch.distributed.get_world_size() > 1:
-            # the engine DDP-wraps forward(); LIIF trains through query(), which DDP would not synchronise
-            raise ConfigError("method 'liif' trains in one process for now (no torchrun)")
         net, self.descriptor = build_network(self.cfg.model.arch, self.arch_kwargs())
         self.networks["net"] = net.to(self.device)
 
@@ -158,11 +165,17 @@ class LIIFMethod(Method):
         return dict(self.cfg.model.args)
 
     def sample(self, hr: torch.Tensor, step: int) -> ImplicitBatch:
-        """The training samples of iteration ``step`` from the batch's HR patches."""
+        """The training samples of iteration ``step`` from this process's share of the batch's HR patches.
+
+        Item ``i`` of rank ``r`` is item ``r * B + i`` of the global batch (the engine's sharded sampler gives
+        each rank a contiguous, equal share), and its draws come from that global index.
+        """
         rank = torch.distributed.get_rank() if torch.distributed.is_available() and \
             torch.distributed.is_initialized() else 0
+        b = hr.shape[0]
+        gens = [sample_generator(self.cfg.seed, step, rank * b + i) for i in range(b)]
         return sample_implicit(
-            hr, sample_generator(self.cfg.seed, step, rank), inp_size=self.inp_size, scale_min=self.scale_min,
+            hr, gens, inp_size=self.inp_size, scale_min=self.scale_min,
             scale_max=self.scale_max, sample_q=None if self.sample_q is None else int(self.sample_q),
             augment=self.augment, border=self.cfg.data.lr_border,
         )
@@ -171,8 +184,8 @@ class LIIFMethod(Method):
         if update != "net":
             raise KeyError(update)
         s = self.sample(batch["hr"], step)
-        net = self.networks["net"]
-        pred = net.query(net.encode(s.lr), s.coord, s.cell)
+        # one forward through the whole model (the DDP wrapper under torchrun, else the network itself)
+        pred = self.runners.get("net", self.networks["net"])(s.lr, coord=s.coord, cell=s.cell)
         # official loss: L1 between (pred - 0.5) / 0.5 and (gt - 0.5) / 0.5
         loss = F.l1_loss((pred.float() - 0.5) / 0.5, (s.gt - 0.5) / 0.5)
         return {"total": loss, "l1": loss.detach(), "scale": s.scales.mean().to(loss.device).float()}
