@@ -16,7 +16,6 @@ same output-size-dependent parts (query chunks, strips, PNG encoding) at a fract
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -50,19 +49,44 @@ def _prepare(folder: Path, arch: str, sides: set[int]) -> str:
     return str(model)
 
 
-def _measure(cmd: list[str], threads: int) -> dict:
-    """Run ``cmd`` in a child of a fresh Python process; that process reports the child's peak RSS."""
-    probe = ("import resource, subprocess, sys, time, json; t = time.perf_counter(); "
-             "rc = subprocess.run(sys.argv[1:]).returncode; "
-             "print(json.dumps({'rc': rc, 'seconds': time.perf_counter() - t, "
-             "'peak_rss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
+def _vm_hwm_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _measure(cmd: list[str], threads: int, max_seconds: float | None, tmp_glob: tuple[Path, str]) -> dict:
+    """Run ``cmd`` as a child process and return its peak RSS (``ru_maxrss`` from ``wait4``) and wall time.
+
+    With ``max_seconds`` the child is stopped after that long; the peak RSS is then the last ``VmHWM`` read
+    from ``/proc`` and ``partial_mb`` the size of the PNG written so far (its temporary file).
+    """
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    out = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise SystemExit(out.stderr)
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    res["stderr"] = out.stderr.strip().splitlines()[-1:] if out.stderr.strip() else []
-    return res
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    hwm, partial = None, None
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:  # finished: the kernel's exact peak RSS of the child
+            err = proc.stderr.read() if proc.stderr else ""
+            return {"rc": os.waitstatus_to_exitcode(status), "seconds": time.perf_counter() - t0,
+                    "peak_rss_mb": usage.ru_maxrss / 1024, "stopped": False, "partial_mb": None,
+                    "stderr": err.strip().splitlines()}
+        hwm = _vm_hwm_mb(proc.pid) or hwm
+        folder, pattern = tmp_glob
+        sizes = [t.stat().st_size for t in folder.glob(pattern) if t.exists()]
+        partial = sum(sizes) / 1e6 if sizes else partial
+        if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            return {"rc": None, "seconds": time.perf_counter() - t0, "peak_rss_mb": hwm, "stopped": True,
+                    "partial_mb": partial, "stderr": []}
+        time.sleep(0.5)
 
 
 def main() -> None:
@@ -73,6 +97,9 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="a LIIF model file instead of random weights")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (prints its path)")
+    ap.add_argument("--max-seconds", type=float, default=None,
+                    help="stop each run after this long and report the peak RSS so far (VmHWM) and the PNG bytes "
+                    "written (for cases too slow to finish on a CPU)")
     args = ap.parse_args()
 
     cases = [(int(c.split("x")[0]), int(c.split("x")[1])) for c in args.cases]
@@ -90,22 +117,26 @@ def main() -> None:
             cmd = [sys.executable, "-c", f"import torch; torch.set_num_threads({args.threads}); "
                    "from srkit.cli import main; raise SystemExit(main())", *cmd[1:]]
             t0 = time.time()
-            r = _measure(cmd, args.threads)
-            streamed = any("strips" in line for line in r["stderr"])
+            r = _measure(cmd, args.threads, args.max_seconds, (folder, f".{out.name}.*.tmp"))
+            streamed = any("strips" in line for line in r["stderr"]) or (r["stopped"] and r["partial_mb"] is not None)
             r.update(case=f"{side}x{side} x{scale}", out=f"{side * scale}x{side * scale}", budget=budget,
                      streamed=streamed, file_mb=out.stat().st_size / 1e6 if out.exists() else None,
                      command=shown, load_avg=os.getloadavg()[0], started=t0)
             rows.append(r)
+            how = f"stopped after {r['seconds']:.0f} s, {r['partial_mb'] or 0:.1f} MB of PNG written" if r["stopped"] \
+                else f"{r['seconds']:.1f} s, rc {r['rc']}"
             print(f"{r['case']:>14} -> {r['out']:>9}  budget {budget:>7}  {'strips' if streamed else 'in memory':>9}  "
-                  f"peak RSS {r['peak_rss_mb']:7.0f} MB  {r['seconds']:8.1f} s  rc {r['rc']}", flush=True)
+                  f"peak RSS {r['peak_rss_mb'] or 0:7.0f} MB  {how}", flush=True)
     print(f"\narch {args.arch}, {args.threads} threads; commands (model and image in {folder}):")
     for r in rows:
         print(f"  {r['command']}")
     print("\n| LR | output | --max-memory | path | peak RSS (MB) | wall (s) | PNG (MB) | load avg |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
+        wall = f"stopped at {r['seconds']:.0f}" if r["stopped"] else f"{r['seconds']:.1f}"
+        png = f"{r['partial_mb'] or 0:.1f} (partial)" if r["stopped"] else f"{r['file_mb'] or 0:.1f}"
         print(f"| {r['case']} | {r['out']} | {r['budget']} | {'strips' if r['streamed'] else 'in memory'} | "
-              f"{r['peak_rss_mb']:.0f} | {r['seconds']:.1f} | {r['file_mb'] or 0:.1f} | {r['load_avg']:.1f} |")
+              f"{r['peak_rss_mb'] or 0:.0f} | {wall} | {png} | {r['load_avg']:.1f} |")
     if not args.keep:
         for p in folder.iterdir():
             p.unlink()
