@@ -12,8 +12,8 @@ The values written are exactly those of the in-memory path (:meth:`Upscaler.upsc
 gray averaging, clamping and rounding, and the alpha channel resized with MATLAB bicubic one strip at a
 time with the same per-axis taps and float operations as :func:`srkit.data.resize.imresize`.
 
-:func:`should_stream` decides from the memory budget (the Upscaler's ``max_memory``, else
-:func:`default_memory_budget`) whether the in-memory path would exceed it.
+:func:`should_stream` decides from the memory budget (the Upscaler's ``max_memory``, else half the available
+RAM, :func:`default_memory_budget` of the CPU) whether the in-memory path would exceed it.
 """
 
 from __future__ import annotations
@@ -44,8 +44,11 @@ def can_stream(up: Upscaler) -> bool:
 
 
 def memory_budget(up: Upscaler) -> int:
-    """The budget in bytes streaming works within: the Upscaler's ``max_memory`` or the device default."""
-    return up.max_memory if up.max_memory is not None else default_memory_budget(up.device)
+    """The budget in bytes streaming works within: the Upscaler's ``max_memory``, else half the available RAM.
+
+    The result lives in host memory whatever the device, so the default is the CPU's budget.
+    """
+    return up.max_memory if up.max_memory is not None else default_memory_budget(torch.device("cpu"))
 
 
 def should_stream(up: Upscaler, out_hw: tuple[int, int], budget: int | None = None) -> bool:
