@@ -50,8 +50,10 @@ def det_net():
 
 
 def _force_gather(net: SMSR, on: bool = True) -> None:
+    from srkit.archs.smsr import SPARSE_MAX_DENSITY
+
     for m in net.body:
-        m.sparse_max_density = 1.0 if on else 0.5
+        m.sparse_max_density = 1.0 if on else SPARSE_MAX_DENSITY
 
 
 def test_key_layout_and_params():
@@ -65,7 +67,7 @@ def test_key_layout_and_params():
     assert sum(p.numel() for p in net.parameters()) == 987_330  # the official x2 count, mean shifts included
 
 
-@pytest.mark.parametrize("path", ["dense", "split", "sparse"])
+@pytest.mark.parametrize("path", ["dense", "split", "sparse", "strip"])
 def test_eval_matches_official_sparse_inference(det_net, official, path):
     _force_gather(det_net)
     x = official["input_u8"].float() / 255
@@ -114,12 +116,13 @@ def test_inference_paths_agree_on_random_weights_and_masks(n, h, w):
     masks = _random_masks(net, n, h + h % 2, w + w % 2, seed=h * w)
     _force_gather(net)
     with torch.inference_mode():
-        outs = {p: net(x, path=p, spatial_masks=masks) for p in ("dense", "split", "sparse")}
-        generated = {p: net(x, path=p) for p in ("dense", "sparse")}
+        outs = {p: net(x, path=p, spatial_masks=masks) for p in ("dense", "split", "sparse", "gather", "strip")}
+        generated = {p: net(x, path=p) for p in ("dense", "sparse", "strip")}
     assert outs["dense"].shape == (n, 3, 2 * h, 2 * w)
-    for p in ("split", "sparse"):
+    for p in ("split", "sparse", "gather", "strip"):
         assert (outs[p] - outs["dense"]).abs().max() < 1e-5, p
-    assert (generated["sparse"] - generated["dense"]).abs().max() < 1e-5
+    for p in ("sparse", "strip"):
+        assert (generated[p] - generated["dense"]).abs().max() < 1e-5, p
     # the masks matter: without them the output differs
     with torch.inference_mode():
         assert (net(x, path="unmasked") - outs["dense"]).abs().max() > 1e-3
@@ -283,3 +286,25 @@ def test_official_x2_checkpoint_on_set5(shared_data, tmp_path):
     conv = convert_checkpoint(os.environ["SRKIT_SMSR_X2"], "smsr")
     res = evaluate(Upscaler(conv.net, conv.descriptor, device="cpu"), "Set5:symmetric", 2, progress=False)
     assert 37.985 <= res.psnr <= 38.005
+
+
+def test_sparse_path_picks_a_kernel_per_module_by_density():
+    torch.manual_seed(0)
+    net = SMSR(2).eval()
+    x = torch.rand(1, 3, 20, 20)
+    masks = [torch.zeros(1, 1, 20, 20) for _ in range(5)]
+    masks[0][..., :2, :] = 1  # 10 % active
+    masks[1][..., :8, :] = 1  # 40 %
+    masks[2][..., :18, :] = 1  # 90 %
+    masks[3][..., :, :] = 1
+    with torch.inference_mode():
+        y = net(x, path="sparse", spatial_masks=masks)
+        kernels = [m.last_kernel for m in net.body]
+        ref = net(x, path="dense", spatial_masks=masks)
+    assert kernels == ["gather", "strip", "split", "split", "gather"]
+    assert (y - ref).abs().max() < 1e-5
+    for m in net.body:
+        m.strip_max_density = 1.0
+    with torch.inference_mode():
+        net(x, path="sparse", spatial_masks=masks)
+    assert [m.last_kernel for m in net.body] == ["gather", "strip", "strip", "strip", "gather"]
