@@ -45,10 +45,14 @@ def test_streamed_png_equals_in_memory(tmp_path, up, c, dtype):
     if c == 2:
         ref = ref[..., [0, 0, 0, 1]]
     write_image(tmp_path / "mem.png", ref)
-    # a tiny budget: one-row strips; every strip boundary inside a query chunk
-    upscale_to_png(up, a, tmp_path / "strips.png", size=(40, 37), budget=1000)
+    # a small budget: 11-row strips (boundaries inside the query chunk), latents of the whole input
+    upscale_to_png(up, a, tmp_path / "strips.png", size=(40, 37), budget=200_000)
     np.testing.assert_array_equal(read_image(tmp_path / "strips.png", mode="unchanged"),
                                   read_image(tmp_path / "mem.png", mode="unchanged"))
+    # a tiny budget: one-row strips and latents in bands of input rows: equal up to float rounding
+    upscale_to_png(up, a, tmp_path / "bands.png", size=(40, 37), budget=1000)
+    diff = read_image(tmp_path / "bands.png", mode="unchanged").astype(int) - read_image(tmp_path / "mem.png", mode="unchanged")
+    assert np.abs(diff).max() <= 1
 
 
 def test_chunks_across_strips_equal_forward(up):
@@ -67,18 +71,25 @@ def test_cli_streams_when_the_output_exceeds_the_budget(tmp_path, liif_file, cap
     base = ["upscale", str(tmp_path / "in.png"), "--model", liif_file, "--device", "cpu", "--scale", "3.5"]
     assert main([*base, "-o", str(tmp_path / "mem.png")]) == 0
     assert "strips" not in capsys.readouterr().err
-    # 35x42 output x 48 bytes > 10 KiB: streamed
+    # 35x42 output x 48 bytes > 10 KiB: streamed with latents in bands of input rows
     assert main([*base, "-o", str(tmp_path / "str.png"), "--max-memory", "10KiB"]) == 0
-    assert "strips" in capsys.readouterr().err
-    np.testing.assert_array_equal(read_image(tmp_path / "str.png"), read_image(tmp_path / "mem.png"))
-    assert read_image(tmp_path / "str.png").shape == (35, 42, 3)
+    assert "latents in bands" in capsys.readouterr().err
+    diff = read_image(tmp_path / "str.png").astype(int) - read_image(tmp_path / "mem.png")
+    assert read_image(tmp_path / "str.png").shape == (35, 42, 3) and np.abs(diff).max() <= 1
+    # x8: 80x96 output x 48 bytes > 256 KiB, latents of the whole input fit: exactly the in-memory pixels
+    big = ["upscale", str(tmp_path / "in.png"), "--model", liif_file, "--device", "cpu", "--scale", "8"]
+    assert main([*big, "-o", str(tmp_path / "mem8.png")]) == 0
+    assert main([*big, "-o", str(tmp_path / "str8.png"), "--max-memory", "256KiB"]) == 0
+    assert "latents of the whole input" in capsys.readouterr().err
+    np.testing.assert_array_equal(read_image(tmp_path / "str8.png"), read_image(tmp_path / "mem8.png"))
     # --size WxH as well, gray input stays gray
     Image.fromarray(_img(10, 12, 1)[..., 0], "L").save(tmp_path / "g.png")
-    g = ["upscale", str(tmp_path / "g.png"), "--model", liif_file, "--device", "cpu", "--size", "50x31"]
+    g = ["upscale", str(tmp_path / "g.png"), "--model", liif_file, "--device", "cpu", "--size", "100x81"]
     assert main([*g, "-o", str(tmp_path / "g_mem.png")]) == 0
-    assert main([*g, "-o", str(tmp_path / "g_str.png"), "--max-memory", "1KiB"]) == 0
+    assert main([*g, "-o", str(tmp_path / "g_str.png"), "--max-memory", "256KiB"]) == 0
+    assert "strips" in capsys.readouterr().err
     with Image.open(tmp_path / "g_str.png") as im:
-        assert im.mode == "L" and im.size == (50, 31)
+        assert im.mode == "L" and im.size == (100, 81)
     np.testing.assert_array_equal(load_image(tmp_path / "g_str.png").array, load_image(tmp_path / "g_mem.png").array)
 
 
@@ -90,7 +101,7 @@ def test_should_stream_follows_the_budget(up):
     assert not should_stream(up, (3840, 3840), budget=px * IN_MEMORY_BYTES_PER_PIXEL)
     chunk, rows = plan_strips(up, (3840, 3840), 3, budget=64 * 2**20)
     assert rows * 3840 * 3 * 40 <= 16 * 2**20 and rows >= 1
-    assert chunk == max(up.net.chunk_size_for(16 * 2**20), 4096)
+    assert chunk == max(up.net.chunk_size_for(16 * 2**20), 16384)
 
 
 def test_fixed_scale_models_do_not_stream(tmp_path):
@@ -104,3 +115,39 @@ def test_fixed_scale_models_do_not_stream(tmp_path):
     assert not should_stream(up, (10**5, 10**5), budget=1)
     with pytest.raises(SrkitError, match="cannot write its output in strips"):
         upscale_to_png(up, _img(4, 4, 3), tmp_path / "x.png", scale=2)
+
+
+@pytest.mark.parametrize("kw", [{}, {"local_ensemble": False}, {"feat_unfold": False}])
+def test_banded_latents_match_forward(kw):
+    """Latents computed band by band (encoder on slabs with its receptive field of context) give forward's
+    output up to float rounding, for every band height; bands start where the output rows need them."""
+    from srkit.archs.liif import LIIF
+
+    torch.manual_seed(0)
+    net = LIIF("edsr_baseline", encoder_args={"n_resblocks": 2, "n_feats": 8}, hidden=(16, 16), **kw).eval()
+    assert net.encoder_context == 6  # head conv + 2 blocks x 2 convs + body-end conv
+    lr = torch.rand(2, 3, 23, 9)
+    with torch.inference_mode():
+        ref = net(lr, (61, 20))
+        for band in (1, 2, 5, 22):
+            strips = list(net.iter_rows(lr, (61, 20), rows_per_strip=4, band_rows=band))
+            ys = [y for y, _ in strips]
+            assert ys == sorted(ys) and ys[0] == 0
+            out = torch.cat([s for _, s in strips], dim=2)
+            torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+
+
+def test_a_band_refuses_queries_outside_it():
+    from srkit.archs.liif import LIIF
+    from srkit.errors import SrkitError
+
+    torch.manual_seed(0)
+    net = LIIF("edsr_baseline", encoder_args={"n_resblocks": 1, "n_feats": 8}, hidden=(16,)).eval()
+    lr = torch.rand(1, 3, 12, 8)
+    band = net.latent_band(lr, 4, 8)
+    whole = net.precompute(net.encode(lr))
+    # rows 4..7 of the band equal those of the whole latent grid
+    torch.testing.assert_close(band.hidden, whole.hidden.view(12, 8, -1)[4:8].reshape(32, -1), rtol=0, atol=1e-6)
+    coord = torch.tensor([[[0.9, 0.0]]])  # LR row 11
+    with pytest.raises(SrkitError, match="outside the latent band 4:8"):
+        net.query(band, coord, torch.full((1, 1, 2), 0.05))

@@ -83,17 +83,31 @@ class LatentCache:
     """Per-image precomputation for the fast query path (from :meth:`LIIF.precompute`).
 
     ``hidden`` is the first MLP layer's latent term plus its bias at every LR pixel, rows ordered
-    (batch, y, x): shape (B * h * w, hidden[0]).
+    (batch, y, x): shape (B * h * w, hidden[0]). A *band* (from :meth:`LIIF.latent_band`) holds only LR rows
+    ``row0 : row0 + rows`` of an image ``height`` rows tall: shape (B * rows * w, hidden[0]); queries must
+    then fall on those rows.
     """
 
     hidden: torch.Tensor
     batch: int
     height: int
     width: int
+    row0: int = 0
+    rows: int | None = None
+    """LR rows stored (None: all ``height``)."""
 
 
 def _encoder_kwargs(name: str, args: dict | None) -> dict:
     return {**ENCODER_DEFAULTS.get(name, {}), **(args or {}), "no_upsampling": True}
+
+
+def _encoder_receptive_field(name: str, args: dict | None) -> int:
+    from . import describe as describe_arch
+
+    try:
+        return int(describe_arch(name, **_encoder_kwargs(name, args)).receptive_field)
+    except Exception:  # noqa: BLE001 - an encoder without a descriptor: assume a generous context
+        return 64
 
 
 def _build_encoder(name: str, args: dict | None) -> nn.Module:
@@ -150,6 +164,8 @@ class LIIF(nn.Module):
         self.feat_unfold = feat_unfold
         self.cell_decode = cell_decode
         self.feat_dim = _feature_channels(self.encoder)
+        # LR rows of context the encoder needs for exact features next to a cut (banded latents)
+        self.encoder_context = 64 if isinstance(encoder, nn.Module) else _encoder_receptive_field(encoder, encoder_args)
         in_dim = self.feat_dim * (9 if feat_unfold else 1) + 2 + (2 if cell_decode else 0)
         self.imnet = MLP(in_dim, 3, list(hidden))
 
@@ -173,6 +189,42 @@ class LIIF(nn.Module):
         hid = hid.permute(0, 2, 3, 1).reshape(b * h * w, -1)
         return LatentCache(hid, b, h, w)
 
+    def latent_band(self, lr: torch.Tensor, row0: int, row1: int) -> LatentCache:
+        """The :meth:`precompute` cache of LR rows ``row0:row1`` only, from a slab of ``lr`` around them.
+
+        The encoder runs on rows ``row0 - 1 - c : row1 + 1 + c`` (``c`` = :attr:`encoder_context`, its
+        receptive field; clipped to the image), so the features of rows ``row0 - 1 : row1 + 1`` are those of
+        the whole image (up to float rounding), and the 3x3 latent term of rows ``row0:row1`` is exact.
+        Memory: the slab's encoder activations, not the whole image's.
+        """
+        b, _, h, w = lr.shape
+        if not 0 <= row0 < row1 <= h:
+            raise SrkitError(f"LIIF latent_band: rows {row0}:{row1} outside an image of {h} rows")
+        pad = 1 if self.feat_unfold else 0
+        f0, f1 = max(row0 - pad, 0), min(row1 + pad, h)
+        e0, e1 = max(f0 - self.encoder_context, 0), min(f1 + self.encoder_context, h)
+        feat = self.encode(lr[:, :, e0:e1])[:, :, f0 - e0 : f1 - e0]
+        full = self.precompute(feat)
+        hid = full.hidden.view(b, f1 - f0, w, -1)[:, row0 - f0 : row1 - f0].reshape(b * (row1 - row0) * w, -1)
+        return LatentCache(hid, b, h, w, row0, row1 - row0)
+
+    def lr_rows_needed(self, height: int, h: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lo, hi): per output row (of ``height``) the first and last of the ``h`` LR rows its queries use.
+
+        Same shifted coordinates and nearest-code choice as the query, so exact; both are non-decreasing.
+        """
+        ys = make_coord(height, device).view(1, -1)
+        eps = _ENSEMBLE_EPS if self.local_ensemble else 0.0
+        lo = hi = None
+        for vy in sorted({vy for vy, _ in self._corners()}):
+            shifted = ys.clone()
+            shifted += vy * (2 / h / 2) + eps
+            shifted.clamp_(-1 + _CLAMP, 1 - _CLAMP)
+            iy = _nearest_index(shifted, h)[0]
+            lo = iy if lo is None else torch.minimum(lo, iy)
+            hi = iy if hi is None else torch.maximum(hi, iy)
+        return lo, hi
+
     def _corners(self) -> list[tuple[int, int]]:
         return [(-1, -1), (-1, 1), (1, -1), (1, 1)] if self.local_ensemble else [(0, 0)]
 
@@ -185,7 +237,9 @@ class LIIF(nn.Module):
         eps = _ENSEMBLE_EPS if self.local_ensemble else 0.0
         rows_h = make_coord(h, coord.device)
         cols_w = make_coord(w, coord.device)
-        batch_offset = (torch.arange(b, device=coord.device) * (h * w)).view(b, 1)
+        stored = h if cache.rows is None else cache.rows
+        banded = stored != h or cache.row0 != 0
+        batch_offset = (torch.arange(b, device=coord.device) * (stored * w)).view(b, 1)
         rel_cell = None
         if self.cell_decode:
             rel_cell = cell.clone()
@@ -205,6 +259,11 @@ class LIIF(nn.Module):
             rel[:, :, 1] *= w
             rels.append(rel)
             areas.append(torch.abs(rel[:, :, 0] * rel[:, :, 1]) + _AREA_EPS)
+            if banded:
+                iy = iy - cache.row0
+                if bool(((iy < 0) | (iy >= stored)).any()):
+                    raise SrkitError(f"LIIF query reaches LR rows outside the latent band {cache.row0}:"
+                                     f"{cache.row0 + stored}")
             flats.append((batch_offset + iy * w + ix).reshape(-1))
 
         tot_area = torch.stack(areas).sum(dim=0)
@@ -371,6 +430,7 @@ class LIIF(nn.Module):
         chunk_size: int | None = None,
         memory_budget: int | None = None,
         reference: bool = False,
+        band_rows: int | None = None,
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """Upscale like :meth:`forward`, but yield the output as horizontal strips, top to bottom.
 
@@ -380,6 +440,11 @@ class LIIF(nn.Module):
         raster-order chunks as :meth:`forward` with the same ``chunk_size`` / ``memory_budget``, so the strips
         are exactly (bit for bit) the rows of ``forward``'s result. Memory: the latent grid, one chunk's work
         and one strip, whatever the output size. Each strip is a new tensor the caller may keep.
+
+        ``band_rows`` (fast path only): compute the encoder and latents for ``band_rows`` LR rows at a time
+        (:meth:`latent_band`, with the encoder's context around each band) instead of the whole LR image, so
+        that memory follows the band, not the input height either. The result then equals ``forward`` up to
+        float rounding (the encoder runs on slabs; the query chunks restart at each band), not bit for bit.
         """
         b, _, h, w = lr.shape
         height, width = _output_size(h, w, size, scale)
@@ -387,6 +452,11 @@ class LIIF(nn.Module):
         rows = int(rows_per_strip) if rows_per_strip else max(1, math.ceil(chunk / width))
         if rows < 1:
             raise SrkitError(f"LIIF iter_rows: rows_per_strip must be at least 1, got {rows_per_strip}")
+        if band_rows is not None and int(band_rows) < h:
+            if reference:
+                raise SrkitError("LIIF iter_rows: band_rows needs the fast query path")
+            yield from self._iter_banded(lr, height, width, rows, chunk, max(int(band_rows), 1))
+            return
         latent = self._latent(lr, reference)
         render = self._chunk_renderer(latent, b, height, width, lr.device, reference)
         total = height * width
@@ -409,6 +479,31 @@ class LIIF(nn.Module):
                     if row0 < height:
                         strip = torch.empty(b, 3, min(rows, height - row0) * width, device=lr.device,
                                             dtype=lr.dtype)
+
+    def _iter_banded(self, lr: torch.Tensor, height: int, width: int, rows: int, chunk: int,
+                     band_rows: int) -> Iterator[tuple[int, torch.Tensor]]:
+        """:meth:`iter_rows` with latents computed band by band (see there)."""
+        b, _, h, _ = lr.shape
+        lo, hi = self.lr_rows_needed(height, h, lr.device)
+        lo, hi = lo.tolist(), hi.tolist()
+        y = 0
+        while y < height:
+            a = lo[y]
+            e = max(min(a + band_rows, h), hi[y] + 1)
+            # output rows whose LR rows all lie in [a, e): a prefix from y, since hi is non-decreasing
+            y_end = y
+            while y_end < height and hi[y_end] < e:
+                y_end += 1
+            render = self._chunk_renderer(self.latent_band(lr, a, e), b, height, width, lr.device, False)
+            for r0 in range(y, y_end, rows):
+                r1 = min(r0 + rows, y_end)
+                start, stop = r0 * width, r1 * width
+                strip = torch.empty(b, 3, stop - start, device=lr.device, dtype=lr.dtype)
+                for p in range(start, stop, chunk):
+                    q = min(p + chunk, stop)
+                    strip[:, :, p - start : q - start] = render(p, q)
+                yield r0, strip.view(b, 3, r1 - r0, width)
+            y = y_end
 
     def _latent(self, lr: torch.Tensor, reference: bool):
         feat = self.encode(lr)

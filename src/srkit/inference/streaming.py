@@ -12,6 +12,11 @@ The values written are exactly those of the in-memory path (:meth:`Upscaler.upsc
 gray averaging, clamping and rounding, and the alpha channel resized with MATLAB bicubic one strip at a
 time with the same per-axis taps and float operations as :func:`srkit.data.resize.imresize`.
 
+When even the encoder's activations and the latent grid of the whole LR image would exceed a quarter of the
+budget, they are computed in bands of LR rows (``LIIF.latent_band``, with the encoder's receptive field of
+context around each band), so memory follows the budget for large inputs too; the values then agree with
+the in-memory path up to float rounding.
+
 :func:`should_stream` decides from the memory budget (the Upscaler's ``max_memory``, else half the available
 RAM, :func:`default_memory_budget` of the CPU) whether the in-memory path would exceed it.
 """
@@ -33,8 +38,12 @@ PNG encoder's filter temporaries), a conservative estimate used by :func:`should
 _STRIP_BYTES_PER_SAMPLE = 40
 """Bytes per output sample (pixel x channel) of one strip while it is converted, filtered and compressed."""
 
-_MIN_CHUNK = 4096
-"""Smallest query chunk used when streaming, so that small budgets do not fall into tiny-matrix code paths."""
+_MIN_CHUNK = 16384
+"""Smallest query chunk used when streaming (about 54 MB for EDSR-baseline-LIIF): small budgets do not fall
+into tiny-matrix code paths, and outputs up to this many pixels are one chunk in both paths."""
+
+_PROBE = 32
+"""Side of the LR probe on which the encoder + latent memory per LR pixel is measured."""
 
 
 def can_stream(up: Upscaler) -> bool:
@@ -58,6 +67,32 @@ def should_stream(up: Upscaler, out_hw: tuple[int, int], budget: int | None = No
         return False
     budget = memory_budget(up) if budget is None else budget
     return out_hw[0] * out_hw[1] * IN_MEMORY_BYTES_PER_PIXEL > budget
+
+
+def latent_bytes_per_pixel(up: Upscaler) -> float:
+    """Peak bytes per LR pixel of the encoder and the latent precomputation (measured once on a small probe)."""
+    cached = getattr(up, "_liif_latent_bpp", None)
+    if cached is None:
+        from .tiling import measure_peak_bytes
+
+        net = up.net
+        x = torch.rand(1, 3, _PROBE, _PROBE, generator=torch.Generator().manual_seed(0)).to(up.device, up.dtype)
+        with torch.inference_mode():
+            peak = measure_peak_bytes(lambda t, _hw: net.precompute(net.encode(t)).hidden, x, (_PROBE, _PROBE))
+        cached = 1.25 * peak / (_PROBE * _PROBE)  # the tiling module's safety factor
+        up._liif_latent_bpp = cached
+    return cached
+
+
+def plan_band(up: Upscaler, in_hw: tuple[int, int], budget: int | None = None) -> int | None:
+    """LR rows per latent band so that the encoder + latents stay within a quarter of ``budget``; None when the
+    whole LR image fits (then the latents are computed once, exactly as the in-memory path)."""
+    budget = memory_budget(up) if budget is None else int(budget)
+    per_row = in_hw[1] * latent_bytes_per_pixel(up)
+    if in_hw[0] * per_row <= budget // 4:
+        return None
+    context = 2 * (int(getattr(up.net, "encoder_context", 0)) + 1)  # slab rows beyond the band
+    return max(int((budget // 4) // per_row) - context, 8)
 
 
 def plan_strips(up: Upscaler, out_hw: tuple[int, int], channels: int, budget: int | None = None) -> tuple[int, int]:
@@ -128,6 +163,7 @@ def upscale_to_png(
     budget: int | None = None,
     chunk_size: int | None = None,
     rows_per_strip: int | None = None,
+    band_rows: int | None | str = "auto",
     compress_level: int = 6,
 ) -> Path:
     """Upscale ``image`` and write the result to the PNG ``path`` strip by strip (atomically).
@@ -139,9 +175,11 @@ def upscale_to_png(
         scale, size: as :meth:`Upscaler.upscale` (size is (height, width)).
         budget: bytes to work within (default :func:`memory_budget`); sets the query chunk and strip height.
         chunk_size, rows_per_strip: override the planned values.
+        band_rows: LR rows per latent band (``"auto"``: :func:`plan_band`, None: the whole LR image at once).
 
     Returns the path. The result equals ``write_image(path, up.upscale(image, ...))`` pixel for pixel when
-    the query chunks agree (always for outputs up to 4096 pixels, and with the default budget).
+    the query chunks agree and the latents are not banded (always for outputs up to 16384 pixels and LR images
+    whose latents fit a quarter of the budget); banded latents agree up to float rounding.
     """
     from ..data.io import PngStreamWriter
 
@@ -162,11 +200,13 @@ def upscale_to_png(
     chunk, rows = plan_strips(up, out_hw, out_c, budget)
     chunk = chunk_size or chunk
     rows = rows_per_strip or rows
+    if band_rows == "auto":
+        band_rows = plan_band(up, (h, w), budget)
     alpha_rows = _AlphaRows(alpha, out_hw) if alpha is not None else None
     with PngStreamWriter(path, out_hw[0], out_hw[1], out_c, a.dtype, icc_profile=icc_profile,
                          compress_level=compress_level) as writer, torch.inference_mode():
         x = rgb.to(device=up.device, dtype=up.dtype)
-        for y0, strip in up.net.iter_rows(x, out_hw, rows_per_strip=rows, chunk_size=chunk):
+        for y0, strip in up.net.iter_rows(x, out_hw, rows_per_strip=rows, chunk_size=chunk, band_rows=band_rows):
             sr = strip.to(device="cpu", dtype=torch.float32)
             if gray:
                 sr = sr.mean(dim=1, keepdim=True)
@@ -184,6 +224,9 @@ def describe_plan(up: Upscaler, in_hw: tuple[int, int], out_hw: tuple[int, int],
     """One line for messages: the output size, the in-memory estimate and the strip plan."""
     budget = memory_budget(up) if budget is None else budget
     chunk, rows = plan_strips(up, out_hw, 3, budget)
+    band = plan_band(up, in_hw, budget)
     est = out_hw[0] * out_hw[1] * IN_MEMORY_BYTES_PER_PIXEL
+    latents = "latents of the whole input" if band is None else f"latents in bands of {band} input rows"
     return (f"{in_hw[1]}x{in_hw[0]} -> {out_hw[1]}x{out_hw[0]}: about {est / 2**30:.2f} GiB in memory exceeds "
-            f"the budget of {budget / 2**30:.2f} GiB; writing {rows}-row strips ({chunk} queries per chunk)")
+            f"the budget of {budget / 2**30:.2f} GiB; writing {rows}-row strips ({chunk} queries per chunk, "
+            f"{latents})")
