@@ -24,6 +24,7 @@ RAM, :func:`default_memory_budget` of the CPU) whether the in-memory path would 
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 import numpy as np
 import torch
@@ -44,6 +45,9 @@ into tiny-matrix code paths, and outputs up to this many pixels are one chunk in
 
 _PROBE = 32
 """Side of the LR probe on which the encoder + latent memory per LR pixel is measured."""
+
+_LATENT_BPP: "weakref.WeakKeyDictionary[torch.nn.Module, float]" = weakref.WeakKeyDictionary()
+"""Measured encoder + latent bytes per LR pixel, per network (measured once)."""
 
 
 def can_stream(up: Upscaler) -> bool:
@@ -71,7 +75,7 @@ def should_stream(up: Upscaler, out_hw: tuple[int, int], budget: int | None = No
 
 def latent_bytes_per_pixel(up: Upscaler) -> float:
     """Peak bytes per LR pixel of the encoder and the latent precomputation (measured once on a small probe)."""
-    cached = getattr(up, "_liif_latent_bpp", None)
+    cached = _LATENT_BPP.get(up.net)
     if cached is None:
         from .tiling import measure_peak_bytes
 
@@ -80,7 +84,7 @@ def latent_bytes_per_pixel(up: Upscaler) -> float:
         with torch.inference_mode():
             peak = measure_peak_bytes(lambda t, _hw: net.precompute(net.encode(t)).hidden, x, (_PROBE, _PROBE))
         cached = 1.25 * peak / (_PROBE * _PROBE)  # the tiling module's safety factor
-        up._liif_latent_bpp = cached
+        _LATENT_BPP[up.net] = cached
     return cached
 
 
