@@ -152,3 +152,43 @@ def test_cli_profile_reports_smsr_mask_flops(tmp_path, capsys):
     assert 0 < doc["ratio"] <= 1 and doc["total"] == pytest.approx(doc["ratio"] * doc["dense_total"])
     assert len(doc["blocks"]) == 2
     assert "masked" in capsys.readouterr().out
+
+
+def test_cli_profile_smsr_on_an_image_reports_its_mask_flops(tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from srkit.convert.common import build_net
+
+    # a flat image with one textured corner: the masks (and so the FLOPs) depend on it
+    rng = np.random.default_rng(0)
+    img = np.full((18, 26, 3), 120, np.uint8)
+    img[:8, :10] = rng.integers(0, 256, (8, 10, 3))
+    path = tmp_path / "lr.png"
+    Image.fromarray(img).save(path)
+    out = tmp_path / "p.json"
+    assert main(["profile", "--model", "arch:smsr", "--set", "n_feats=16", "--set", "n_blocks=2", "--image", str(path),
+                 "--runs", "1", "--warmup", "0", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["input_size"] == [18, 26] and "26x18 (WxH)" in text
+    torch.manual_seed(0)  # the CLI builds arch: models with seed 0
+    net = build_net("smsr", {"n_feats": 16, "n_blocks": 2}).eval()
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    expected = net.mask_flops(x)
+    assert doc["mask_flops"]["total"] == expected["total"] and doc["mask_flops"]["blocks"] == expected["blocks"]
+    assert str(path) in text
+    for k, b in enumerate(expected["blocks"]):
+        line = next(s for s in text.splitlines() if s.strip().startswith(f"m{k} "))
+        assert f"active pixels {100 * b['spatial_density']:.1f}%" in line
+        assert "layer density " + " ".join(f"{100 * d:.0f}%" for d in b["layer_density"]) in line
+    # a random input of the same size gives other counts
+    assert main(["profile", "--model", "arch:smsr", "--set", "n_feats=16", "--set", "n_blocks=2", "--size", "26x18",
+                 "--runs", "1", "--warmup", "0", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["mask_flops"]["total"] != expected["total"]
+    assert "use --image" in capsys.readouterr().out
+    # errors name the file
+    assert main(["profile", "--model", "arch:smsr", "--image", str(tmp_path / "none.png")]) == 1
+    assert "none.png" in capsys.readouterr().err

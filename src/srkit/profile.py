@@ -142,10 +142,12 @@ def profile_model(
     in_channels: int = 3,
     call: Callable[[nn.Module, torch.Tensor], Any] | None = None,
     measure_memory: bool = True,
+    x: torch.Tensor | None = None,
 ) -> ProfileResult:
-    """Profile ``net`` on a random (batch, in_channels, H, W) input in [0, 1].
+    """Profile ``net`` on a random (batch, in_channels, H, W) input in [0, 1], or on ``x`` when given.
 
-    ``input_size`` is the LR (H, W). ``call(net, x)`` runs one pass (default ``net(x)``); pass one for
+    ``input_size`` is the LR (H, W); ``x`` (N, C, H, W) in [0, 1] (a real image, for networks whose cost
+    depends on the content) replaces the random input, and its size replaces ``input_size``. ``call(net, x)`` runs one pass (default ``net(x)``); pass one for
     networks with other signatures (reference-based, arbitrary-scale queries). ``scale`` is recorded in
     the result for such calls to use; a fixed-scale network upscales by what it was built for. The network is moved
     to ``device`` (and ``dtype``) in place and put in eval mode.
@@ -154,6 +156,10 @@ def profile_model(
 
     if runs < 1:
         raise SrkitError(f"runs must be at least 1, got {runs}")
+    if x is not None:
+        if x.dim() != 4:
+            raise SrkitError(f"profile input must be (N, C, H, W), got shape {tuple(x.shape)}")
+        input_size = tuple(x.shape[-2:])
     h, w = (int(v) for v in input_size)
     if h < 1 or w < 1:
         raise SrkitError(f"input size must be positive, got {h}x{w} (HxW)")
@@ -162,8 +168,10 @@ def profile_model(
         raise SrkitError("device 'cuda' requested but CUDA is not available")
     dtype = dtype or torch.float32
     net = net.to(device=dev, dtype=dtype).eval()
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, in_channels, h, w, generator=gen).to(device=dev, dtype=dtype)
+    if x is None:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.rand(batch, in_channels, h, w, generator=gen)
+    x = x.to(device=dev, dtype=dtype)
     call = call or (lambda n, t: n(t))
 
     def sync() -> None:

@@ -392,8 +392,10 @@ class SMB(nn.Module):
             rows3 = torch.stack([strip - wp, strip, strip + wp])  # (3, L): row above, row, row below
             width = strip.numel()
 
-        zmap = x.new_zeros(b, hp, wp, c)  # [dense | sparse] channels, zero border, sparse zero off the mask
-        zmap[:, 1:-1, 1:-1] = x.permute(0, 2, 3, 1)
+        zmap = None  # [dense | sparse] channels, zero border, sparse channels zero off the mask
+        if n:
+            zmap = x.new_zeros(b, hp, wp, c)
+            zmap[:, 1:-1, 1:-1] = x.permute(0, 2, 3, 1)
         dense = x.contiguous(memory_format=torch.channels_last)
         d_in = c
         dense_rows, sparse_outs = [], []
@@ -416,10 +418,15 @@ class SMB(nn.Module):
             comp = t[:, t.shape[1] - ns:].relu_() if t is not None else x.new_zeros(n, ns)
             dense_rows.append(rows)
             sparse_outs.append(comp)
-            if i + 1 < self.n_layers:
-                zmap = x.new_zeros(b, hp, wp, c)
+            if i + 1 < self.n_layers and n:
+                # the next layer's input map. After layer 0 a fresh zero map; later the same map is reused:
+                # columns that were sparse are still zero off the mask, those that turn sparse are zeroed
+                if i == 0:
+                    zmap = x.new_zeros(b, hp, wp, c)
+                elif nd < d_in:
+                    zmap[:, 1:-1, 1:-1, nd:d_in] = 0
                 zmap[:, 1:-1, 1:-1, :nd] = rows.view(b, h, w, nd)
-                if n and ns:
+                if ns:
                     zmap.view(b * hp * wp, c)[:, nd:].index_copy_(0, active_p, comp)
             dense, d_in = out, nd
 

@@ -27,6 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", default=None, help="arch:NAME, a model file or a zoo name (default: the default model)")
     p.add_argument("--size", default="256x256", metavar="WxH", help="LR input width x height (default 256x256)")
+    p.add_argument("--image", metavar="FILE", default=None,
+                   help="profile on this LR image instead of a random input of --size (its size is used); "
+                        "networks whose work depends on the content (SMSR) report their mask-counted FLOPs "
+                        "and per-module, per-layer densities for it")
     p.add_argument("--scale", type=float, default=None,
                    help="upscaling factor (arch: builds it; model files: checked; continuous-scale models: "
                         "the factor queried, default 4)")
@@ -113,6 +117,15 @@ def run(args: argparse.Namespace) -> int:
         raise SrkitError(f"{arch} is a feature encoder without an upsampler; there is no image to profile")
     else:
         scale = descriptor.scales[0]
+    image = None
+    if args.image is not None:
+        from ..data.io import read_image, to_tensor
+
+        image = to_tensor(read_image(args.image, mode="rgb" if descriptor.in_channels == 3 else "unchanged"))
+        if image.shape[1] != descriptor.in_channels:
+            raise ConfigError(f"{args.image}: {image.shape[1]} channels, {arch} takes {descriptor.in_channels}")
+        h, w = image.shape[-2:]
+        args.size = f"{w}x{h}"
     if h < descriptor.min_size or w < descriptor.min_size:
         raise ConfigError(f"{arch} needs inputs of at least {descriptor.min_size} pixels, got {args.size}")
     if h % descriptor.multiple_of or w % descriptor.multiple_of:
@@ -121,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     dtype = getattr(torch, args.dtype)
     try:
         result = profile_model(net, (h, w), scale=scale, device=device, runs=args.runs, warmup=args.warmup,
-                               dtype=dtype, in_channels=descriptor.in_channels, call=call)
+                               dtype=dtype, in_channels=descriptor.in_channels, call=call, x=image)
     except RuntimeError as e:  # out of memory, or an op without a kernel for this device/dtype
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise SrkitError(f"{arch} failed on {device} {args.dtype} at {args.size}: {first}") from None
@@ -139,15 +152,22 @@ def run(args: argparse.Namespace) -> int:
     ]
     masked = None
     if hasattr(net, "mask_flops"):
-        # SMSR: the masks depend on the content; on this random input they are dense, so the
-        # figure describes noise, not photos (srkit eval reports the per-image counts on real images)
+        # SMSR: the work depends on the content. A random input gives dense masks that describe noise, not
+        # photos, hence --image (srkit eval reports the same counts per image of a set)
         with torch.inference_mode():
-            x = torch.rand(1, descriptor.in_channels, h, w, generator=torch.Generator().manual_seed(0))
+            if image is None:
+                x = torch.rand(1, descriptor.in_channels, h, w, generator=torch.Generator().manual_seed(0))
+            else:
+                x = image
             masked = net.to("cpu").float().eval().mask_flops(x)
-        density = ", ".join(f"{100 * b['spatial_density']:.0f}%" for b in masked["blocks"])
+        source = f"on {args.image}" if image is not None else "on random input; use --image for a real one"
         rows.append(("masked", f"{format_count(masked['total'])} FLOPs = {100 * masked['ratio']:.1f}% of "
-                               f"{format_count(masked['dense_total'])} unmasked; active pixels per module: "
-                               f"{density} (on random input; srkit eval counts real images)"))
+                               f"{format_count(masked['dense_total'])} unmasked ({source})"))
+        for k, b in enumerate(masked["blocks"]):
+            layers = " ".join(f"{100 * d:.0f}%" for d in b["layer_density"])
+            sparse = "/".join(str(v) for v in b["sparse_channels"])
+            rows.append((f"  m{k}", f"active pixels {100 * b['spatial_density']:.1f}%, sparse channels {sparse}, "
+                                   f"layer density {layers}, module {100 * b['flops'] / b['dense_flops']:.1f}%"))
     for key, value in rows:
         print(f"{key:<9} {value}")
     if args.json:
