@@ -103,6 +103,7 @@ class _Split:
     bias: torch.Tensor
     w_strip: list[torch.Tensor | None]  # strip kernel: (S, C_in, 3, 3) when no input channel is sparse, else
     # (D + S, C_in, 3, 3) (the dense outputs' full value at active pixels); None when nothing is needed
+    c_s_layers: list[torch.Tensor | None]  # per layer (S, C): collect rows of its sparse channels
 
 
 def _taps(w: torch.Tensor) -> torch.Tensor | None:
@@ -246,16 +247,17 @@ class SMB(nn.Module):
             cols = torch.cat([i * c + orders[i] for i in range(self.n_layers)])
             c_all = self.collect.weight.detach()[:, cols]
             cw = c_all[:, :, 0, 0]
-            c_d_layers, rows_s, start = [], [], 0
+            c_d_layers, c_s_layers, rows_s, start = [], [], [], 0
             for nd, ns in zip(n_dense, n_sparse):
                 c_d_layers.append(cw[:, start:start + nd].t().contiguous() if nd else None)
+                c_s_layers.append(cw[:, start + nd:start + nd + ns].t().contiguous() if ns else None)
                 rows_s.append(torch.arange(start + nd, start + nd + ns, device=cw.device))
                 start += nd + ns
             rows_s_t = torch.cat(rows_s)
             self._split = _Split(
                 n_dense, n_sparse, w_dd, w_sd, w_full, t_ds, t_s, c_all.contiguous(), c_d_layers,
                 cw[:, rows_s_t].t().contiguous() if len(rows_s_t) else None,
-                self.collect.bias.detach().clone(), w_strip,
+                self.collect.bias.detach().clone(), w_strip, c_s_layers,
             )
         self._split_key = key
         return self._split
@@ -434,8 +436,12 @@ class SMB(nn.Module):
         for rows, cw in zip(dense_rows, sp.c_d_layers):
             if cw is not None:
                 torch.addmm(res, rows, cw, out=res)
-        if sp.c_s is not None and n:
-            res.index_put_((flat,), torch.cat(sparse_outs, 1) @ sp.c_s, accumulate=True)
+        acc = None  # collect of the sparse channels at the active pixels, one product per layer
+        for comp, cw in zip(sparse_outs, sp.c_s_layers):
+            if cw is not None and n:
+                acc = comp @ cw if acc is None else torch.addmm(acc, comp, cw, out=acc)
+        if acc is not None:
+            res.index_add_(0, flat, acc)
         return res.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
