@@ -15,6 +15,14 @@ shares, so this measures speed only; no PSNR is claimed. FLOPs: true counts (srk
 the official per-patch constants (cal_FLOPs), both relative to FSRCNN-O on the same grid.
 
     python benchmarks/bench_classsr.py --images 3 --runs 3 --threads 2
+
+With ``--classsr MODEL --baseline MODEL`` (trained srkit model files of ClassSR-FSRCNN and FSRCNN-O) it measures
+the trained pair instead, on all 12 images by default: PSNR of each (``classsr`` preset: RGB, crop 4, 8-bit
+output; ClassSR covering the whole image with its learned routes, FSRCNN-O on the whole image), the routes'
+FLOPs relative to FSRCNN-O on the same patch grid (true counts and the official constants), and wall-clock:
+ClassSR routed (classifier included) against FSRCNN-O on the same grid (grid-O) and on the whole image.
+
+    python benchmarks/bench_classsr.py --classsr classsr.safetensors --baseline fsrcnn_o.safetensors --runs 3
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ def main() -> None:
     ap.add_argument("--no-per-patch", action="store_true", help="skip the (slow) official per-patch timing")
     ap.add_argument("--cpu-time", action="store_true",
                     help="time with process CPU time (all threads) instead of wall time: steadier on a busy machine")
+    ap.add_argument("--classsr", help="trained ClassSR model file (with --baseline: the trained-pair benchmark)")
+    ap.add_argument("--baseline", help="trained FSRCNN-O model file")
     args = ap.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.cpu_time else time.perf_counter
@@ -62,6 +72,11 @@ def main() -> None:
     from srkit.inference.classsr_routing import accelerated, flops_report, forced_classes, routed_upscale
 
     torch.set_num_threads(args.threads)
+    if args.classsr or args.baseline:
+        if not (args.classsr and args.baseline):
+            ap.error("--classsr and --baseline go together")
+        trained_pair(args)
+        return
     torch.manual_seed(0)
     net = archs.build("classsr", backbone="fsrcnn").eval()
     net.batch_size = args.batch
@@ -122,6 +137,77 @@ def main() -> None:
         sh = shares[0]
         print(f"{rows[0]['image']}: official per-patch execution {rows[0]['per_patch']:.2f}s vs batched "
               f"{rows[0][sh][0]:.2f}s at shares {'/'.join(f'{v:g}' for v in sh)}")
+
+
+def trained_pair(args) -> None:
+    import numpy as np
+    import torch
+
+    from srkit.data.io import read_image
+    from srkit.data.resize import imresize
+    from srkit.data.sets import data_root, list_images
+    from srkit.inference.classsr_routing import accelerated, flops_report, routed_upscale
+    from srkit.metrics.presets import evaluate_pair
+    from srkit.model_file import load_model
+
+    net = load_model(args.classsr).net.eval()
+    net.batch_size = args.batch
+    base = load_model(args.baseline).net.eval()
+    base_fast = accelerated(base)
+    n_images = 12 if args.images == 3 else args.images  # the trained pair defaults to all 12
+    files = list_images(data_root() / "div2k" / "HR")[:n_images]
+
+    def to8(t: torch.Tensor) -> np.ndarray:
+        return (t[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+    rows = []
+    for f in files:
+        hr = read_image(f)
+        h, w = hr.shape[0] // 4 * 4, hr.shape[1] // 4 * 4
+        hr = hr[:h, :w]
+        lr = torch.from_numpy(imresize(hr, scale=0.25)).permute(2, 0, 1)[None].float() / 255
+        with torch.inference_mode():
+            sr_c, routing = routed_upscale(net, lr)
+            sr_o = base_fast(lr)
+            n = routing.classes.numel()
+            all3 = torch.full((n,), 2, dtype=torch.long)
+            rep = flops_report(net, routing)
+            rep_o = flops_report(net, type(routing)(routing.positions, all3[None], routing.image_size,
+                                                     routing.covered, 32, 28, 4))
+            t_c = timed(lambda: routed_upscale(net, lr), args.runs)
+            t_grid = timed(lambda: routed_upscale(net, lr, classes=all3), args.runs)
+            t_whole = timed(lambda: base_fast(lr), args.runs)
+        p_c = evaluate_pair(to8(sr_c), hr, 4, "classsr")[0]
+        p_o = evaluate_pair(to8(sr_o), hr, 4, "classsr")[0]
+        row = {"image": f.stem, "patches": n, "shares": rep["shares"], "psnr_classsr": p_c, "psnr_o": p_o,
+               "true_ratio": rep["true_flops_per_patch"] / rep_o["true_flops_per_patch"],
+               "official_ratio": rep["official_flops_per_patch"] / rep_o["official_flops_per_patch"],
+               "t_classsr": t_c, "t_grid": t_grid, "t_whole": t_whole}
+        rows.append(row)
+        print(f"{f.stem}: {n} patches, shares {'/'.join(f'{v:.2f}' for v in rep['shares'])}, PSNR ClassSR "
+              f"{p_c:.3f} vs FSRCNN-O {p_o:.3f} dB, true FLOPs {row['true_ratio']:.1%}, time ClassSR {t_c:.3f}s, "
+              f"grid-O {t_grid:.3f}s, whole-O {t_whole:.3f}s", flush=True)
+
+    mean = lambda k: statistics.mean(r[k] for r in rows)  # noqa: E731
+    tot = lambda k: sum(r[k] for r in rows)  # noqa: E731
+    shares = [statistics.mean(r["shares"][i] for r in rows) for i in range(3)]
+    patches = tot("patches")
+    true_ratio = sum(r["true_ratio"] * r["patches"] for r in rows) / patches
+    official_ratio = sum(r["official_ratio"] * r["patches"] for r in rows) / patches
+    print()
+    print("| | FSRCNN-O | ClassSR-FSRCNN | difference / ratio |")
+    print("|---|---|---|---|")
+    print(f"| PSNR (RGB, crop 4), mean of {len(rows)} | {mean('psnr_o'):.3f} dB | {mean('psnr_classsr'):.3f} dB | "
+          f"{mean('psnr_classsr') - mean('psnr_o'):+.3f} dB |")
+    print(f"| FLOPs per patch, true counts (srkit.profile) | 100 % | {true_ratio:.1%} | {true_ratio:.1%} |")
+    print(f"| FLOPs per patch, official constants | 100 % | {official_ratio:.1%} | {official_ratio:.1%} |")
+    print(f"| wall clock, same patch grid (sum) | {tot('t_grid'):.2f} s | {tot('t_classsr'):.2f} s | "
+          f"{tot('t_classsr') / tot('t_grid'):.1%} |")
+    print(f"| wall clock vs FSRCNN-O on the whole image (sum) | {tot('t_whole'):.2f} s | {tot('t_classsr'):.2f} s | "
+          f"{tot('t_classsr') / tot('t_whole'):.1%} |")
+    print(f"\npatch shares simple/medium/hard (mean over images): {'/'.join(f'{v:.3f}' for v in shares)}; "
+          f"clock: {'process CPU time' if args.cpu_time else 'wall'}, {args.threads} thread(s), batch {args.batch}, "
+          f"median of {args.runs} runs")
 
 
 if __name__ == "__main__":
