@@ -10,7 +10,8 @@ alike, times one forward pass (batch 1, ``torch.inference_mode``) of:
 * optionally ``split``, ``gather``, ``strip`` (one kernel for every module) or ``dense``.
 
 Each path runs ``--rounds`` times per image (after one warm-up pass on the first image); the minimum per
-image is kept. FLOPs come from ``SMSR.mask_flops`` (2 x MACs). Goal: measured saving
+image is kept (wall clock; the process's CPU time, summed over its threads, is reported beside it as a
+cross-check that is less sensitive to other jobs on a shared machine). FLOPs come from ``SMSR.mask_flops`` (2 x MACs). Goal: measured saving
 ``1 - t_sparse / t_unmasked`` >= half the FLOPs saving ``1 - flops / dense_flops``. The load average is
 printed before and after each set (the machine is shared).
 
@@ -77,6 +78,7 @@ def main() -> None:
             pairs = pairs[: args.limit]
         print(f"{name}: load average before {load_average()}", flush=True)
         tot = {p: 0.0 for p in args.paths}
+        tot_cpu = {p: 0.0 for p in args.paths}
         flops = dense_flops = 0
         kernels: dict[str, int] = {}
         warm = False
@@ -88,6 +90,7 @@ def main() -> None:
             flops += f["total"]
             dense_flops += f["dense_total"]
             best = {p: float("inf") for p in args.paths}
+            cpu = {p: float("inf") for p in args.paths}
             used = ""
             with torch.inference_mode():
                 if not warm:
@@ -96,15 +99,17 @@ def main() -> None:
                     warm = True
                 for _ in range(args.rounds):
                     for p in args.paths:
-                        t0 = time.perf_counter()
+                        c0, t0 = time.process_time(), time.perf_counter()
                         net(x, path=p)
                         best[p] = min(best[p], time.perf_counter() - t0)
+                        cpu[p] = min(cpu[p], time.process_time() - c0)
                         if p == "sparse":
                             used = "/".join(m.last_kernel for m in net.body)
             for k in used.split("/") if used else []:
                 kernels[k] = kernels.get(k, 0) + 1
             for p in args.paths:
                 tot[p] += best[p]
+                tot_cpu[p] += cpu[p]
             active = "/".join(f"{100 * b['spatial_density']:.0f}" for b in f["blocks"])
             print(f"  {name}/{pair.name} {x.shape[-1]}x{x.shape[-2]}: FLOPs {f['ratio']:.1%} active% {active} "
                   + " ".join(f"{p} {best[p]:.3f}s" for p in args.paths) + (f" ({used})" if used else ""),
@@ -115,6 +120,10 @@ def main() -> None:
         if "sparse" in tot and "unmasked" in tot:
             saving = 1 - tot["sparse"] / tot["unmasked"]
             line += f"; measured saving sparse vs unmasked {saving:.1%} = {saving / flops_saving:.2f} of the FLOPs saving"
+        line += "; CPU time " + ", ".join(f"{p} {tot_cpu[p]:.2f}s" for p in args.paths)
+        if "sparse" in tot and "unmasked" in tot:
+            saving = 1 - tot_cpu["sparse"] / tot_cpu["unmasked"]
+            line += f" (saving {saving:.1%} = {saving / flops_saving:.2f})"
         if kernels:
             line += "; modules: " + ", ".join(f"{k} {v}" for k, v in sorted(kernels.items()))
         print(line, flush=True)

@@ -56,8 +56,8 @@ from ..errors import ConfigError
 from .common import MeanShift, check_scale
 
 PATHS = ("auto", "dense", "split", "sparse", "gather", "strip", "unmasked")
-SPARSE_MAX_DENSITY = 0.2
-STRIP_MAX_DENSITY = 0.6
+SPARSE_MAX_DENSITY = 0.15
+STRIP_MAX_DENSITY = 0.65
 """The sparse path gathers a module's active pixels only while their share is at most this; above it the
 gather costs more than it saves on CPUs and the module runs :meth:`SMB.forward_split` instead."""
 
