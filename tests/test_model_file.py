@@ -91,6 +91,20 @@ def test_overwrite_refused_unless_asked(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
 
 
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from srkit.engine.checkpoint import atomic_save
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = save_model(tmp_path / "m.safetensors", _net(0), "msrresnet", KW)
+    atomic_save({"x": torch.zeros(1)}, tmp_path / "c.pt")
+    for p in (path, tmp_path / "c.pt"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask, p  # not mkstemp's 0600
+
+
 def test_bad_metadata_leaves_no_file(tmp_path):
     with pytest.raises(SrkitError, match="not JSON-serialisable"):
         save_model(tmp_path / "m.safetensors", _net(), "msrresnet", KW, {"recipe": {"fn": object()}})

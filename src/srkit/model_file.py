@@ -170,6 +170,9 @@ def save_model(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"format": "pt", METADATA_KEY: text})
+        from .data.io import _default_file_mode
+
+        os.chmod(tmp, _default_file_mode())  # mkstemp's 0600 would make shared model files unreadable to others
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -45,6 +45,9 @@ def atomic_save(obj: Any, path: Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        from ..data.io import _default_file_mode
+
+        os.chmod(tmp, _default_file_mode())  # as any file the user writes, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
