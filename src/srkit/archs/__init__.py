@@ -212,6 +212,7 @@ for _name, _module, _cls, _defaults, _fn in [
     ("liif_rdn", "liif", "LIIF", {"encoder": "rdn"}, "srkit.archs.liif:describe"),
     ("smsr", "smsr", "SMSR", {}, "srkit.archs.smsr:describe"),
     ("classsr", "classsr", "ClassSR", {}, "srkit.archs.classsr:describe"),
+    ("dasr", "dasr", "DASR", {}, "srkit.archs.dasr:describe"),
 ]:
     register(_name, f"srkit.archs.{_module}", _cls, _defaults, _fn)
 del _name, _module, _cls, _defaults, _fn
