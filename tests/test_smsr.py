@@ -293,7 +293,7 @@ def test_sparse_path_picks_a_kernel_per_module_by_density():
     net = SMSR(2).eval()
     x = torch.rand(1, 3, 20, 20)
     masks = [torch.zeros(1, 1, 20, 20) for _ in range(5)]
-    masks[0][..., :2, :] = 1  # 10 % active
+    masks[0][..., :1, :] = 1  # 5 % active
     masks[1][..., :8, :] = 1  # 40 %
     masks[2][..., :18, :] = 1  # 90 %
     masks[3][..., :, :] = 1
