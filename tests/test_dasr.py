@@ -123,3 +123,57 @@ def test_registry_and_descriptor():
     assert d.receptive_field == 109  # head 1 + 5 x (5 x 4 + 1) + 1, plus upsampler conv 1 and tail 1/3
     with pytest.raises(ConfigError, match="scale"):
         archs.build("dasr", scale=5)
+
+
+# --- converter ------------------------------------------------------------------------------------
+
+
+def _official_checkpoint(scale: int, full: bool = False) -> dict[str, torch.Tensor]:
+    """A state_dict laid out as official model_600.pt (the key set is checked against official_keys.json
+    above); ``full`` adds the MoCo key encoder and queue a full BlindSR state_dict would hold."""
+    state = deterministic_state(DASR(scale))
+    if full:
+        for k, v in list(state.items()):
+            if k.startswith("E.encoder_q."):
+                state[k.replace("encoder_q", "encoder_k")] = v.clone()
+        state["E.queue"] = torch.randn(256, 8192)
+        state["E.queue_ptr"] = torch.zeros(1, dtype=torch.long)
+    return state
+
+
+@pytest.mark.parametrize("scale, full", [(2, False), (3, True), (4, False)])
+def test_converter_reproduces_official_output(official, tmp_path, scale, full):
+    from srkit.convert import convert_checkpoint
+
+    path = tmp_path / "model_600.pt"
+    torch.save(_official_checkpoint(scale, full), path)
+    conv = convert_checkpoint(path, "dasr")
+    assert conv.arch == "dasr" and conv.arch_kwargs == {"scale": scale}
+    assert conv.descriptor.scales == (scale,)
+    assert any("read from the upsampler" in n for n in conv.notes)
+    assert any("training-only MoCo" in n for n in conv.notes) == full
+    with torch.inference_mode():
+        sr = conv.net(official["input_255"] / 255.0) * 255.0
+    assert (sr - official[f"sr_x{scale}"]).abs().max() < 1e-4
+
+
+def test_cli_convert_and_errors(official, tmp_path, capsys):
+    from srkit.cli import main
+    from srkit.model_file import load_model
+
+    src = tmp_path / "model_600.pt"
+    torch.save(_official_checkpoint(2), src)
+    out = tmp_path / "dasr_x2.safetensors"
+    assert main(["convert", str(src), "--arch", "dasr", "-o", str(out)]) == 0
+    assert "dasr(scale=2)" in capsys.readouterr().out
+    with torch.inference_mode():
+        sr = load_model(out).net(official["input_255"] / 255.0) * 255.0
+    assert (sr - official["sr_x2"]).abs().max() < 1e-4
+
+    # an x2 checkpoint cannot be made x4, and a non-DASR checkpoint is named as such
+    assert main(["convert", str(src), "--arch", "dasr", "--scale", "4", "-o", str(tmp_path / "a.safetensors")]) == 1
+    assert "upsampler is for x2, not x4" in capsys.readouterr().err
+    other = tmp_path / "other.pt"
+    torch.save({"head.0.weight": torch.zeros(64, 3, 3, 3)}, other)
+    assert main(["convert", str(other), "--arch", "dasr", "-o", str(tmp_path / "b.safetensors")]) == 1
+    assert "does not look like a dasr checkpoint" in capsys.readouterr().err
