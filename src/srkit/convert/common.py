@@ -44,6 +44,7 @@ CONVERTERS: dict[str, str] = {
     "liif": "srkit.convert.liif:convert_liif_state",
     "smsr": "srkit.convert.smsr:convert_smsr",
     "classsr": "srkit.convert.classsr:convert_classsr",
+    "dasr": "srkit.convert.dasr:convert_dasr",
 }
 
 # Wrapper keys of common training frameworks, in order of preference: EMA weights before raw ones
