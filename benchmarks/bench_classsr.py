@@ -11,8 +11,9 @@ What is timed, per LR image (MATLAB bicubic x4 of the DIV2K HR image, about 510x
 * ``per-patch``: the official execution (each patch alone through its branch), at the first share setting.
 
 The weights are random (seed 0): timings do not depend on them, and the routes are forced to the given
-shares, so this measures speed only; no PSNR is claimed. FLOPs: true counts (srkit.profile, 2 x MACs) and
-the official per-patch constants (cal_FLOPs), both relative to FSRCNN-O on the same grid.
+shares, so this measures speed only; no PSNR is claimed. Forced routes skip the Class-Module: times and FLOPs
+are the branches' alone. FLOPs: true counts (srkit.profile, 2 x MACs) and the official per-patch constants
+(cal_FLOPs), both relative to FSRCNN-O (= branch 3) on the same grid.
 
     python benchmarks/bench_classsr.py --images 3 --runs 3 --threads 2
 
@@ -69,7 +70,8 @@ def main() -> None:
     from srkit.data.io import read_image
     from srkit.data.resize import imresize
     from srkit.data.sets import data_root, list_images
-    from srkit.inference.classsr_routing import accelerated, flops_report, forced_classes, routed_upscale
+    from srkit.inference.classsr_routing import (accelerated, flops_report, forced_classes, official_patch_flops,
+                                                 routed_upscale, true_patch_flops)
 
     torch.set_num_threads(args.threads)
     if args.classsr or args.baseline:
@@ -98,15 +100,16 @@ def main() -> None:
             t_grid = timed(lambda: routed_upscale(net, lr, classes=all3), args.runs)
             res = {"image": f.stem, "lr": f"{lr.shape[-1]}x{lr.shape[-2]}", "patches": n, "whole": t_whole,
                    "whole_fast": t_fast, "grid": t_grid}
-            rep_o = flops_report(net, type(routing)(routing.positions, all3[None], routing.image_size,
-                                                     routing.covered, 32, 28, 4))
+            # Forced routes skip the Class-Module, so time and FLOPs here are the branches' alone, each over
+            # branch 3 (= FSRCNN-O) on the same grid.
+            tru, off = true_patch_flops(net), official_patch_flops(net)
             for sh in shares:
                 cls = forced_classes(n, sh)
                 t = timed(lambda: routed_upscale(net, lr, classes=cls), args.runs)
                 r = type(routing)(routing.positions, cls[None], routing.image_size, routing.covered, 32, 28, 4)
                 rep = flops_report(net, r)
-                res[sh] = (t, rep["true_flops_per_patch"] / rep_o["true_flops_per_patch"],
-                           rep["official_flops_per_patch"] / rep_o["official_flops_per_patch"])
+                res[sh] = (t, (rep["true_flops_per_patch"] - tru[3]) / tru[2],
+                           (rep["official_flops_per_patch"] - off[3]) / off[2])
             if not args.no_per_patch and f == files[0]:
                 cls = forced_classes(n, shares[0])
                 res["per_patch"] = timed(lambda: routed_upscale(net, lr, classes=cls, per_patch=True), 1)
@@ -171,17 +174,14 @@ def trained_pair(args) -> None:
             sr_o = base_fast(lr)
             n = routing.classes.numel()
             all3 = torch.full((n,), 2, dtype=torch.long)
-            rep = flops_report(net, routing)
-            rep_o = flops_report(net, type(routing)(routing.positions, all3[None], routing.image_size,
-                                                     routing.covered, 32, 28, 4))
+            rep = flops_report(net, routing)  # its percentages: branches + Class-Module over branch 3 alone
             t_c = timed(lambda: routed_upscale(net, lr), args.runs)
             t_grid = timed(lambda: routed_upscale(net, lr, classes=all3), args.runs)
             t_whole = timed(lambda: base_fast(lr), args.runs)
         p_c = evaluate_pair(to8(sr_c), hr, 4, "classsr")[0]
         p_o = evaluate_pair(to8(sr_o), hr, 4, "classsr")[0]
         row = {"image": f.stem, "patches": n, "shares": rep["shares"], "psnr_classsr": p_c, "psnr_o": p_o,
-               "true_ratio": rep["true_flops_per_patch"] / rep_o["true_flops_per_patch"],
-               "official_ratio": rep["official_flops_per_patch"] / rep_o["official_flops_per_patch"],
+               "true_ratio": rep["true_percent"] / 100, "official_ratio": rep["official_percent"] / 100,
                "t_classsr": t_c, "t_grid": t_grid, "t_whole": t_whole}
         rows.append(row)
         print(f"{f.stem}: {n} patches, shares {'/'.join(f'{v:.2f}' for v in rep['shares'])}, PSNR ClassSR "
@@ -199,7 +199,8 @@ def trained_pair(args) -> None:
     print("|---|---|---|---|")
     print(f"| PSNR (RGB, crop 4), mean of {len(rows)} | {mean('psnr_o'):.3f} dB | {mean('psnr_classsr'):.3f} dB | "
           f"{mean('psnr_classsr') - mean('psnr_o'):+.3f} dB |")
-    print(f"| FLOPs per patch, true counts (srkit.profile) | 100 % | {true_ratio:.1%} | {true_ratio:.1%} |")
+    print(f"| FLOPs per patch, true counts (srkit.profile; Class-Module included) | 100 % | {true_ratio:.1%} | "
+          f"{true_ratio:.1%} |")
     print(f"| FLOPs per patch, official constants | 100 % | {official_ratio:.1%} | {official_ratio:.1%} |")
     print(f"| wall clock, same patch grid (sum) | {tot('t_grid'):.2f} s | {tot('t_classsr'):.2f} s | "
           f"{tot('t_classsr') / tot('t_grid'):.1%} |")
