@@ -17,6 +17,7 @@ METHODS: dict[str, str] = {
     "smsr": "srkit.methods.smsr:SMSRMethod",
     "classsr": "srkit.methods.classsr:ClassSRMethod",
     "liif": "srkit.methods.liif:LIIFMethod",
+    "dasr": "srkit.methods.dasr:DASRMethod",
 }
 
 
