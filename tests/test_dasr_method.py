@@ -192,3 +192,21 @@ def test_official_config_loads():
     assert cfg.train.losses["l1"].weight == 255.0
     a = {**DEFAULTS, **cfg.method.args}
     assert official_lr(cfg.train.steps - 1, a)[0] == pytest.approx(6.25e-6)
+
+
+def test_resume_continues_identically(tmp_path):
+    # 4 steps in one go, or 2 + checkpoint + 2: the key encoder, queue, lr and draws must all carry over
+    Trainer(tiny_cfg(tmp_path / "full", steps=4), progress=False, train_set=HRCrops()).run()
+    cfg = tiny_cfg(tmp_path / "part", steps=2)
+    cfg.train.ckpt_every = 2
+    Trainer(cfg, progress=False, train_set=HRCrops()).run()
+    resumed = Trainer(tiny_cfg(tmp_path / "part", steps=4), resume=True, progress=False, train_set=HRCrops())
+    resumed.run()
+
+    def logs(out):
+        rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        return {r["step"]: (r["loss/total"], r["lr"]) for r in rows if "loss/total" in r}
+
+    a, b = logs(tmp_path / "full"), logs(tmp_path / "part")
+    assert [a[k] for k in (3, 4)] == [b[k] for k in (3, 4)]
+    assert b[3][1] == pytest.approx(1e-4)
