@@ -210,3 +210,15 @@ def test_resume_continues_identically(tmp_path):
     a, b = logs(tmp_path / "full"), logs(tmp_path / "part")
     assert [a[k] for k in (3, 4)] == [b[k] for k in (3, 4)]
     assert b[3][1] == pytest.approx(1e-4)
+
+
+def test_aniso_config_builds_the_general_degradation(tmp_path):
+    cfg = load_config(ROOT / "configs" / "dasr_x4_aniso.yaml")
+    cfg.output_dir = str(tmp_path)
+    m = DASRMethod(cfg, torch.device("cpu"))
+    m.build()
+    d = m.degradation
+    assert (d.blur, d.lambda_min, d.lambda_max, d.noise, d.scale) == ("aniso", 0.2, 4.0, 25.0, 4)
+    lr, hr = m.make_batch(torch.rand(2, 3, 384, 384, generator=torch.Generator().manual_seed(0)), step=0)
+    assert lr.shape == (2, 2, 3, 48, 48) and hr.shape == (2, 2, 3, 192, 192)
+    assert torch.equal(lr, m.make_batch(torch.rand(2, 3, 384, 384, generator=torch.Generator().manual_seed(0)), 0)[0])
