@@ -222,3 +222,18 @@ def test_aniso_config_builds_the_general_degradation(tmp_path):
     lr, hr = m.make_batch(torch.rand(2, 3, 384, 384, generator=torch.Generator().manual_seed(0)), step=0)
     assert lr.shape == (2, 2, 3, 48, 48) and hr.shape == (2, 2, 3, 192, 192)
     assert torch.equal(lr, m.make_batch(torch.rand(2, 3, 384, 384, generator=torch.Generator().manual_seed(0)), 0)[0])
+
+
+def test_stage_two_sr_loss_trains_the_encoder_but_not_its_head(tmp_path):
+    # official: G gets the representation undetached, so L1 reaches encoder_q's convs; the MLP head only
+    # serves the contrastive loss
+    m = DASRMethod(tiny_cfg(tmp_path / "g", contrast_weight=0.0), torch.device("cpu"))
+    m.build()
+    net = m.networks["net"].train()
+    hr = HRCrops(2)[0]["hr"][None].repeat(2, 1, 1, 1)
+    out = m.training_step({"hr": hr}, step=2, update="net")  # epoch 2 > encoder_epochs 1: stage 2
+    assert float(out["stage"]) == 2 and float(out["total"].detach()) == pytest.approx(255.0 * float(out["l1"]), rel=1e-6)
+    out["total"].backward()
+    assert net.encoder.E[0].weight.grad.abs().sum() > 0 and net.G.head[0].weight.grad.abs().sum() > 0
+    assert net.encoder.mlp[0].weight.grad is None or net.encoder.mlp[0].weight.grad.abs().sum() == 0
+    assert all(p.grad is None for p in m.moco.encoder_k.parameters())
