@@ -26,8 +26,8 @@ batch folded into channels, so any batch size works and each sample sees only it
 the encoder's batch norm uses running statistics, so a batch gives what its samples give one by one.
 
 The representation pools over the whole input: a tile of an image gets a slightly different representation
-than the whole image. :meth:`DASR.represent` computes it once (e.g. on the whole LR image) and
-``forward(lr, representation)`` reuses it for every tile.
+than the whole image. :meth:`DASR.represent` computes it once for the whole LR image (tile by tile if asked,
+with the same result) and ``forward(lr, representation)`` reuses it for every tile.
 
 State-dict keys are the official ones (``BlindSR`` minus the training-only MoCo key encoder and queue):
 ``G.sub_mean``, ``G.add_mean``, ``G.head.0``, ``G.compress.0``, ``G.body.{g}.body.{b}.da_conv{1,2}.kernel.{0,2}``,
@@ -53,6 +53,9 @@ REPRESENTATION_DIM = 256
 """Width of the degradation representation (the encoder's pooled feature)."""
 IMG_RANGE = 255.0
 """Pixel range of the official networks."""
+
+ENCODER_CONTEXT = 16
+"""LR pixels of context a tile of the degradation encoder needs (its receptive field reaches 11), a multiple of 4."""
 
 _N_GROUPS = 5
 _N_BLOCKS = 5
@@ -86,9 +89,33 @@ class DegradationEncoder(nn.Module):
             nn.Linear(REPRESENTATION_DIM, REPRESENTATION_DIM),
         )
 
-    def represent(self, x: torch.Tensor) -> torch.Tensor:
-        """The 256-d degradation representation of [0, 255] images (B, 3, H, W) -> (B, 256)."""
-        return self.E(x).flatten(1)
+    def represent(self, x: torch.Tensor, tile: int | None = None) -> torch.Tensor:
+        """The 256-d degradation representation of [0, 255] images (B, 3, H, W) -> (B, 256).
+
+        ``tile`` (LR pixels, eval mode): run the convolutions on tiles of about that side, each with
+        ``ENCODER_CONTEXT`` pixels of context, and average the final feature map's core pixels; the result is
+        the whole-image representation (up to float summation order) at the memory cost of one tile.
+        """
+        if tile is None or (x.shape[-2] <= tile and x.shape[-1] <= tile):
+            return self.E(x).flatten(1)
+        return self._represent_tiled(x, tile)
+
+    def _represent_tiled(self, x: torch.Tensor, tile: int) -> torch.Tensor:
+        features = self.E[:-1]  # everything but the global pool
+        # Tiles start at multiples of 4 so that the two stride-2 convs sample the whole image's grid.
+        t, m = max(4, tile // 4 * 4), ENCODER_CONTEXT
+        h, w = x.shape[-2:]
+        total = x.new_zeros(x.shape[0], REPRESENTATION_DIM)
+        for y0 in range(0, h, t):
+            y1, ya, yb = min(y0 + t, h), max(y0 - m, 0), min(y0 + t + m, h)
+            for x0 in range(0, w, t):
+                x1, xa, xb = min(x0 + t, w), max(x0 - m, 0), min(x0 + t + m, w)
+                f = features(x[..., ya:yb, xa:xb])
+                # final-map pixel g sits over LR pixel 4g; keep those of this tile's core
+                r0, c0 = (y0 - ya) // 4, (x0 - xa) // 4
+                r1, c1 = r0 + -(-y1 // 4) - y0 // 4, c0 + -(-x1 // 4) - x0 // 4
+                total += f[..., r0:r1, c0:c1].sum((2, 3))
+        return total / (-(-h // 4) * -(-w // 4))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fea = self.represent(x)
@@ -219,9 +246,10 @@ class DASR(nn.Module):
     def encoder(self) -> DegradationEncoder:
         return self.E["encoder_q"]  # type: ignore[return-value]
 
-    def represent(self, lr: torch.Tensor) -> torch.Tensor:
-        """Degradation representation (B, 256) of RGB [0, 1] LR images (B, 3, H, W)."""
-        return self.encoder.represent(lr * IMG_RANGE)
+    def represent(self, lr: torch.Tensor, tile: int | None = None) -> torch.Tensor:
+        """Degradation representation (B, 256) of RGB [0, 1] LR images (B, 3, H, W); with ``tile``, computed
+        tile by tile with the same result (eval mode), for images too large for one encoder pass."""
+        return self.encoder.represent(lr * IMG_RANGE, tile)
 
     def forward(self, lr: torch.Tensor, representation: torch.Tensor | None = None) -> torch.Tensor:
         """SR of ``lr`` (RGB [0, 1]); ``representation`` (B, 256) from :meth:`represent`, by default that of
