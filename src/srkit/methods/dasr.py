@@ -256,10 +256,12 @@ class DASRMethod(SRMethod):
     def training_step(self, batch: dict[str, Any], step: int, update: str) -> dict[str, torch.Tensor]:
         if update != "net":
             raise KeyError(update)
-        self._lr, stage = self.lr_and_stage(step)  # applied by _official_lr_hook when the optimiser steps
+        self._lr, stage = self.lr_and_stage(step)  # the hook of _register_lr_hook applies it at the update
         net = self.networks["net"]
         moco = self._ensure_moco()
-        lr, hr = self.make_batch(batch["hr"], step)
+        # the degradation is data preparation: full precision even when the engine runs under autocast
+        with torch.autocast(batch["hr"].device.type, enabled=False):
+            lr, hr = self.make_batch(batch["hr"].float(), step)
         im_q, im_k = lr[:, 0] * IMG_RANGE, lr[:, 1] * IMG_RANGE
         fea, logits = moco(net.encoder, im_q, im_k)
         target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
@@ -273,10 +275,6 @@ class DASRMethod(SRMethod):
             total = total + pixel
         out["total"] = total
         return out
-
-    def optimizers(self) -> dict[str, tuple[list, Any, Any]]:
-        params = [p for p in self.networks["net"].parameters() if p.requires_grad]
-        return {"net": (params, self.cfg.train.optimizer, self.cfg.train.schedule)}
 
     def state_dict(self) -> dict[str, Any]:
         if self.moco is not None:
