@@ -5,7 +5,7 @@
 - :mod:`srkit.data.sets`: ``data_root``, ``resolve_pairs``, ``list_named_sets``, ``train_images``
 - :mod:`srkit.data.datasets`: ``PairedImageDataset``, ``SingleImageDataset``
 - :mod:`srkit.data.augment`: flips/transpose and aligned crops shared by LR and HR
-- :mod:`srkit.data.degrade`: blind-SR degradations (Gaussian blur, bicubic down, noise), DASR's pipeline
+- :mod:`srkit.data.degrade`: ``degrade``, ``Degradation``, ``RandomDegradation`` (blind-SR blur, bicubic down, noise; DASR)
 
 The names below are imported lazily, on first use, so ``import srkit.data`` stays cheap.
 """
@@ -30,7 +30,6 @@ _LAZY = {
     "ImagePair": "srkit.data.sets",
     "PairedImageDataset": "srkit.data.datasets",
     "SingleImageDataset": "srkit.data.datasets",
-    "degrade": "srkit.data.degrade",
     "Degradation": "srkit.data.degrade",
     "RandomDegradation": "srkit.data.degrade",
 }
