@@ -456,6 +456,10 @@ class Trainer:
             if not torch.isfinite(total):
                 raise SrkitError(f"the {name} loss is {total.item()} at step {self.step}; training diverged")
             self.scaler.scale(total).backward()
+            own_lr = self.method.learning_rate(name, self.step)
+            if own_lr is not None:
+                for g in opt.param_groups:
+                    g["lr"] = g["initial_lr"] = own_lr  # the schedule (constant) then keeps it for the log
             if self.cfg.train.grad_clip > 0:
                 self.scaler.unscale_(opt)
                 params = [p for g in opt.param_groups for p in g["params"]]

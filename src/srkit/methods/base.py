@@ -67,6 +67,11 @@ class Method:
         """Loss terms for optimiser ``update``; key "total" is the one back-propagated."""
         raise NotImplementedError
 
+    def learning_rate(self, update: str, step: int) -> float | None:
+        """The learning rate of optimiser ``update`` at iteration ``step`` when the method sets it itself (for
+        recipes that ``train.schedule`` cannot state, e.g. DASR's per-stage rates); None: the schedule's."""
+        return None
+
     def run(self, name: str, *args: Any) -> Any:
         return self.runners.get(name, self.networks[name])(*args)
 

@@ -23,7 +23,8 @@ One Adam optimiser over all trainable weights (G and the query encoder, as the o
 gradient in stage 1, so Adam leaves it alone). The learning rate is the official step function of the epoch
 (``epoch = step // epoch_steps + 1``): ``lr_encoder * gamma_encoder ** (epoch // lr_decay_encoder)`` while
 ``epoch <= encoder_epochs``, then ``lr_sr * gamma_sr ** ((epoch - encoder_epochs) // lr_decay_sr)``. The
-method sets it itself, so ``train.schedule`` must be ``constant``. With the official 970 iterations per
+method sets it itself (``learning_rate``, applied by the engine before each update), so ``train.schedule`` must be
+``constant``. With the official 970 iterations per
 epoch (3450 DF2K images x 9 repeats / batch 32, last batch dropped) the 600 epochs are 582,000 steps.
 
 Randomness (patch positions, degradations, noise) comes from a generator seeded by ``(seed, step)``, so a
@@ -151,33 +152,6 @@ def two_patches(hr: torch.Tensor, size: int, generator: torch.Generator) -> torc
     return torch.stack(out)
 
 
-def _register_lr_hook(method: DASRMethod) -> Any:
-    """Make every optimiser that holds ``method``'s network use the official learning rate of the current step.
-
-    The engine builds the optimiser and its (constant) schedule, and the method never sees the optimiser; a
-    pre-step hook sets ``lr`` (and ``initial_lr``, which the constant schedule re-applies after the step, so
-    that the logged rate is the one used) right before each update. It finds the optimiser by the identity
-    of the network's first encoder weight, so it survives optimiser state reloads on resume, and holds the
-    method weakly.
-    """
-    import weakref
-
-    from torch.optim.optimizer import register_optimizer_step_pre_hook
-
-    ref = weakref.ref(method)
-
-    def hook(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        m = ref()
-        if m is None or m._lr is None:
-            return
-        anchor = m.networks["net"].encoder.E[0].weight
-        if any(p is anchor for g in optimizer.param_groups for p in g["params"]):
-            for g in optimizer.param_groups:
-                g["lr"] = g["initial_lr"] = m._lr
-
-    return register_optimizer_step_pre_hook(hook)
-
-
 class DASRMethod(SRMethod):
     """DASR's two-stage training (``method.name: dasr``); the model must be ``arch: dasr``."""
 
@@ -219,13 +193,6 @@ class DASRMethod(SRMethod):
             self.cfg.method.args = saved
         self.moco: MoCo | None = None  # made at the first step, from the (possibly model.init) weights
         self._moco_state: dict[str, Any] | None = None
-        self._lr: float | None = None
-        self._hook = _register_lr_hook(self)
-
-    def __del__(self) -> None:
-        hook = getattr(self, "_hook", None)
-        if hook is not None:
-            hook.remove()
 
     def _generator(self, step: int) -> torch.Generator:
         return torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step * 7_919 + 271_828) % 2**63)
@@ -245,6 +212,9 @@ class DASRMethod(SRMethod):
     def lr_and_stage(self, step: int) -> tuple[float, int]:
         return official_lr(step, self.opts)
 
+    def learning_rate(self, update: str, step: int) -> float | None:
+        return self.lr_and_stage(step)[0]
+
     def make_batch(self, hr: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(LR (B, 2, 3, p/s, p/s), HR (B, 2, 3, p, p)), RGB [0, 1], of iteration ``step``: two patches per
         item with one random degradation per item."""
@@ -256,7 +226,7 @@ class DASRMethod(SRMethod):
     def training_step(self, batch: dict[str, Any], step: int, update: str) -> dict[str, torch.Tensor]:
         if update != "net":
             raise KeyError(update)
-        self._lr, stage = self.lr_and_stage(step)  # the hook of _register_lr_hook applies it at the update
+        _, stage = self.lr_and_stage(step)  # the engine applies the rate through learning_rate()
         net = self.networks["net"]
         moco = self._ensure_moco()
         # the degradation is data preparation: full precision even when the engine runs under autocast
