@@ -145,9 +145,9 @@ def render(entries: list[dict], argv_text: str) -> str:
     lines.append("")
     if models:
         lines += [f"Model: {', '.join(f'`{m}`' for m in models)}.", ""]
-    downs = sorted({e["lr"] for e in entries if e["lr"] != "LR files"})
+    downs = sorted({e["lr"].removeprefix("from HR (").rstrip(")") for e in entries if e["lr"] != "LR files"})
     lines += ["Benchmark sets: preset `benchmark` (Y, crop s); x2-x4 from the shipped MATLAB-bicubic LR files, "
-              f"larger scales (`*`) with LR made from HR ({', '.join(downs) or '-'}; HR cropped to "
+              f"larger scales (`*`) with LR made from HR ({', '.join(downs) or '-'} bicubic; HR cropped to "
               "round(floor(H/s)*s)). DIV2K: the 12 shared validation images (the paper uses all 100), preset `div2k` "
               "(RGB, crop s + 6), LR made from HR. SR quantised to uint8 before PSNR. Bicubic = MATLAB bicubic "
               "upsampling of the same LR images.", ""]
