@@ -72,8 +72,9 @@ class Method:
         recipes that ``train.schedule`` cannot state, e.g. DASR's per-stage rates); None: the schedule's."""
         return None
 
-    def run(self, name: str, *args: Any) -> Any:
-        return self.runners.get(name, self.networks[name])(*args)
+    def run(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call network ``name`` as the forward pass should (through its DDP wrapper under torchrun)."""
+        return self.runners.get(name, self.networks[name])(*args, **kwargs)
 
     # -- evaluation
     @torch.no_grad()

@@ -185,7 +185,7 @@ class LIIFMethod(Method):
             raise KeyError(update)
         s = self.sample(batch["hr"], step)
         # one forward through the whole model (the DDP wrapper under torchrun, else the network itself)
-        pred = self.runners.get("net", self.networks["net"])(s.lr, coord=s.coord, cell=s.cell)
+        pred = self.run("net", s.lr, coord=s.coord, cell=s.cell)
         # official loss: L1 between (pred - 0.5) / 0.5 and (gt - 0.5) / 0.5
         loss = F.l1_loss((pred.float() - 0.5) / 0.5, (s.gt - 0.5) / 0.5)
         return {"total": loss, "l1": loss.detach(), "scale": s.scales.mean().to(loss.device).float()}
