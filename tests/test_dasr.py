@@ -198,3 +198,20 @@ def test_tiled_representation_equals_whole_image(shape, tile):
             assert (net.represent(x, tile=tile) - whole).abs().max() > 1e-3 * whole.abs().max()
     finally:
         mod.ENCODER_CONTEXT = old
+
+
+def test_upscaler_gives_every_tile_the_whole_image_representation():
+    from srkit.inference.upscaler import Upscaler
+
+    torch.manual_seed(0)
+    net = archs.build("dasr", scale=2).eval()
+    up = Upscaler(net, archs.describe("dasr", scale=2), device="cpu", tile=24)
+    up.overlap, up.margin = 8, 2  # the real receptive field would make a test image far larger
+    seen = []
+    g_forward = net.G.forward
+    net.G.forward = lambda x, rep: (seen.append(rep.clone()), g_forward(x, rep))[1]
+    img = torch.rand(1, 3, 40, 44, generator=torch.Generator().manual_seed(1))
+    out = up(img)
+    assert out.shape == (1, 3, 80, 88) and up.last_tile == (24, 24)
+    whole = net.represent(img)
+    assert len(seen) > 1 and all(torch.allclose(r, whole, atol=1e-5) for r in seen)

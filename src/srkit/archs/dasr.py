@@ -96,8 +96,9 @@ class DegradationEncoder(nn.Module):
         ``ENCODER_CONTEXT`` pixels of context, and average the final feature map's core pixels; the result is
         the whole-image representation (up to float summation order) at the memory cost of one tile.
         """
+        p = next(self.parameters())
         if tile is None or (x.shape[-2] <= tile and x.shape[-1] <= tile):
-            return self.E(x).flatten(1)
+            return self.E(x.to(p.device, p.dtype)).flatten(1)
         return self._represent_tiled(x, tile)
 
     def _represent_tiled(self, x: torch.Tensor, tile: int) -> torch.Tensor:
@@ -105,12 +106,13 @@ class DegradationEncoder(nn.Module):
         # Tiles start at multiples of 4 so that the two stride-2 convs sample the whole image's grid.
         t, m = max(4, tile // 4 * 4), ENCODER_CONTEXT
         h, w = x.shape[-2:]
-        total = x.new_zeros(x.shape[0], REPRESENTATION_DIM)
+        p = next(self.parameters())  # x may stay on the CPU: only one tile at a time visits the device
+        total = torch.zeros(x.shape[0], REPRESENTATION_DIM, device=p.device, dtype=p.dtype)
         for y0 in range(0, h, t):
             y1, ya, yb = min(y0 + t, h), max(y0 - m, 0), min(y0 + t + m, h)
             for x0 in range(0, w, t):
                 x1, xa, xb = min(x0 + t, w), max(x0 - m, 0), min(x0 + t + m, w)
-                f = features(x[..., ya:yb, xa:xb])
+                f = features(x[..., ya:yb, xa:xb].to(p.device, p.dtype))
                 # final-map pixel g sits over LR pixel 4g; keep those of this tile's core
                 r0, c0 = (y0 - ya) // 4, (x0 - xa) // 4
                 r1, c1 = r0 + -(-y1 // 4) - y0 // 4, c0 + -(-x1 // 4) - x0 // 4

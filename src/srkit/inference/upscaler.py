@@ -26,7 +26,9 @@ Calling conventions for networks (the descriptor says which applies):
 ``net(lr)`` for fixed single-scale networks; ``net(lr, scale=s)`` for networks with several fixed scales;
 ``net(lr, size=(H, W))`` for continuous-scale networks (LIIF); ``net(lr, ref)`` (plus ``size=`` when
 continuous) for reference-based networks. Reference-based networks are tiled over the LR image with the
-whole reference passed to every tile.
+whole reference passed to every tile. Networks conditioned on the whole image (a ``represent(lr, tile=)``
+method, e.g. DASR's degradation representation) get that computed once per image, tile by tile within the
+same budget, and passed to every tile as ``net(tile, representation)``: tiles agree on one degradation.
 
 Tiling a continuous-scale network asks it for ``round(tile * scale)`` pixels per tile. When ``tile_start *
 scale`` is an integer (always at integer scales) each tile's sampling grid is exactly the untiled one and
@@ -293,12 +295,15 @@ class Upscaler:
         fitting = [s for s in self.scales if s >= need - 1e-9]
         return float(min(fitting) if fitting else max(self.scales))
 
-    def _tile_fn(self, scale: float | None, ref: torch.Tensor | None) -> tiling.TileFn:
+    def _tile_fn(self, scale: float | None, ref: torch.Tensor | None,
+                 cond: torch.Tensor | None = None) -> tiling.TileFn:
         net, d = self.net, self.descriptor
         multi = d.scale_range is None and len(d.scales) > 1
 
         def fn(x: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
             args = (x,) if ref is None else (x, ref)
+            if cond is not None and x.shape[0] == cond.shape[0]:  # (the memory probe runs without it)
+                args = (*args, cond)
             if d.scale_range is not None:
                 return net(*args, size=out_hw)
             if multi:
@@ -357,6 +362,9 @@ class Upscaler:
         scale_hw = (net_hw[0] / h, net_hw[1] / w)
         th, tw = self._plan_tile(h, w, fn, key, scale_hw)
         with torch.no_grad():
+            if hasattr(self.net, "represent"):
+                tile = None if (th >= h and tw >= w) else max(th, tw)
+                fn = self._tile_fn(s, ref, self.net.represent(rgb, tile=tile))
             out = self._run_with_backoff(fn, rgb, net_hw, th, tw)
         if tuple(out.shape[-2:]) != tuple(out_hw):
             from ..data.resize import imresize
