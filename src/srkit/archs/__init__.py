@@ -213,6 +213,7 @@ for _name, _module, _cls, _defaults, _fn in [
     ("smsr", "smsr", "SMSR", {}, "srkit.archs.smsr:describe"),
     ("classsr", "classsr", "ClassSR", {}, "srkit.archs.classsr:describe"),
     ("dasr", "dasr", "DASR", {}, "srkit.archs.dasr:describe"),
+    ("masa", "masa", "MASA", {}, "srkit.archs.masa:describe"),
 ]:
     register(_name, f"srkit.archs.{_module}", _cls, _defaults, _fn)
 del _name, _module, _cls, _defaults, _fn
