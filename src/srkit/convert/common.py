@@ -45,6 +45,7 @@ CONVERTERS: dict[str, str] = {
     "smsr": "srkit.convert.smsr:convert_smsr",
     "classsr": "srkit.convert.classsr:convert_classsr",
     "dasr": "srkit.convert.dasr:convert_dasr",
+    "masa": "srkit.convert.masa:convert_masa",
 }
 
 # Wrapper keys of common training frameworks, in order of preference: EMA weights before raw ones
