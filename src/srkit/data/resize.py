@@ -201,6 +201,20 @@ def _imresize_np(image: np.ndarray, scale: ScaleArg, size: SizeArg, border: str,
 _TORCH_TAPS: "dict[tuple, tuple]" = {}
 
 
+def apply_taps(x: torch.Tensor, axis: int, w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """One separable resize pass over NCHW ``x``: output line i along ``axis`` (0 = H, 1 = W) is
+    ``sum_k w[i, k] * x[idx[i, k]]`` (``w``, ``idx``: (out_len, taps), from :func:`resize_weights`)."""
+    # Always gather along dim 2 (whole contiguous rows); the W pass works on a transposed copy.
+    if axis == 1:
+        x = x.transpose(2, 3).contiguous()
+    col = w.reshape(w.shape[0], w.shape[1], 1)
+    out = None
+    for k in range(w.shape[1]):
+        term = x.index_select(2, idx[:, k]) * col[:, k]
+        out = term if out is None else out + term
+    return out.transpose(2, 3).contiguous() if axis == 1 else out
+
+
 def _torch_taps(w_np: np.ndarray, idx_np: np.ndarray, device: "torch.device", dtype: "torch.dtype"):
     # The numpy taps are cached and shared, so their ids are stable keys; keep device copies next to them.
     import torch
@@ -237,15 +251,7 @@ def _imresize_torch(t: "torch.Tensor", scale: ScaleArg, size: SizeArg, border: s
     x = t.to(work)
     for i, (axis, w_np, idx_np) in enumerate(steps):
         w, idx = _torch_taps(w_np, idx_np, t.device, work)
-        # Always gather along dim 2 (whole contiguous rows); the W pass works on a transposed copy.
-        if axis == 1:
-            x = x.transpose(2, 3).contiguous()
-        col = w.reshape(w.shape[0], w.shape[1], 1)
-        out = None
-        for k in range(w.shape[1]):
-            term = x.index_select(2, idx[:, k]) * col[:, k]
-            out = term if out is None else out + term
-        x = out.transpose(2, 3).contiguous() if axis == 1 else out
+        x = apply_taps(x, axis, w, idx)
         if is_u8 and (rounding or i == len(steps) - 1):
             f = torch.floor(x)
             x = (f + ((x - f) >= 0.5).to(work)).clamp_(0, 255)

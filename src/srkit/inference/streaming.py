@@ -142,14 +142,9 @@ class _AlphaRows:
 
     @staticmethod
     def _pass(x: torch.Tensor, axis: int, w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        if axis == 1:
-            x = x.transpose(2, 3).contiguous()
-        col = w.reshape(w.shape[0], w.shape[1], 1)
-        out = None
-        for k in range(w.shape[1]):
-            term = x.index_select(2, idx[:, k]) * col[:, k]
-            out = term if out is None else out + term
-        return out.transpose(2, 3).contiguous() if axis == 1 else out
+        from ..data.resize import apply_taps
+
+        return apply_taps(x, axis, w, idx)
 
     def __call__(self, y0: int, y1: int) -> torch.Tensor:
         rows = self._pass(self.src, 0, self.w_h[y0:y1], self.i_h[y0:y1])
