@@ -214,6 +214,7 @@ for _name, _module, _cls, _defaults, _fn in [
     ("classsr", "classsr", "ClassSR", {}, "srkit.archs.classsr:describe"),
     ("dasr", "dasr", "DASR", {}, "srkit.archs.dasr:describe"),
     ("masa", "masa", "MASA", {}, "srkit.archs.masa:describe"),
+    ("glean", "glean", "GLEAN", {}, "srkit.archs.glean:describe"),
 ]:
     register(_name, f"srkit.archs.{_module}", _cls, _defaults, _fn)
 del _name, _module, _cls, _defaults, _fn
