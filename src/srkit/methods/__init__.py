@@ -18,6 +18,7 @@ METHODS: dict[str, str] = {
     "classsr": "srkit.methods.classsr:ClassSRMethod",
     "liif": "srkit.methods.liif:LIIFMethod",
     "dasr": "srkit.methods.dasr:DASRMethod",
+    "masa": "srkit.methods.masa:MASAMethod",
 }
 
 
