@@ -1,0 +1,198 @@
+"""GLEAN network: official (MMagic) key layout and parameter counts, equality with the official code on a
+small configuration, the StyleGAN2 latent bank on its own, noise handling, input-size errors, registry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from srkit import archs
+from srkit.archs.glean import GLEAN
+from srkit.archs.stylegan2 import StyleGAN2Generator, make_blur_kernel, upfirdn2d
+from srkit.errors import ConfigError, SrkitError
+
+FIX = Path(__file__).resolve().parent / "fixtures" / "glean"
+
+SMALL = {"in_size": 16, "out_size": 64, "rrdb_channels": 16, "num_rrdbs": 1, "channel_multiplier": 1}
+"""The configuration of the official-output fixture (the StyleGAN2 layers up to 32 px stay 512 wide)."""
+
+# (in_size, out_size) -> (all parameters, of which the StyleGAN2 bank); equal to the official module's counts
+# (tests/fixtures/glean/README.md).
+FULL_PARAMS = {
+    (16, 256): (171_903_649, 30_034_338),
+    (32, 256): (162_479_861, 30_034_338),
+    (64, 1024): (175_516_723, 30_370_060),
+    (128, 1024): (174_196_615, 30_370_060),
+}
+
+
+def deterministic_state(net: GLEAN) -> dict[str, torch.Tensor]:
+    """Weights used for the fixtures (also loaded into the official module to make them).
+
+    Each tensor is drawn from its own generator seeded by crc32 of its key (float32 uniform, rescaled). Blur kernels
+    keep their constructed values. Noise buffers, the constant input and the equalized-lr weights have unit
+    variance (the mapping MLP's 1/lr_mul = 100 larger, as stored officially); plain convs/linears have
+    variance 1/fan_in; modulation biases are near 1, other biases small; the noise strengths are non-zero
+    (0.1..0.3) so that the noise path shows in the output.
+    """
+    out = {}
+    for k, v in net.state_dict().items():
+        if k.endswith(".kernel"):
+            out[k] = v.clone()
+            continue
+        u = torch.rand(v.shape, generator=torch.Generator().manual_seed(zlib.crc32(k.encode())))
+        if ".injected_noise_" in k or k.endswith("constant_input.input"):
+            t = u.mul_(2 * math.sqrt(3.0)).sub_(math.sqrt(3.0))
+        elif k.endswith("weight_orig"):
+            gain = 100.0 if ".style_mapping." in k else 1.0
+            t = u.mul_(2 * math.sqrt(3.0) * gain).sub_(math.sqrt(3.0) * gain)
+        elif k.endswith("style_modulation.bias"):
+            t = u.sub_(0.5).mul_(0.2).add_(1.0)
+        elif k.endswith("noise_injector.weight"):
+            t = u.mul_(0.2).add_(0.1)
+        elif k.endswith("bias") or v.dim() <= 1:
+            t = u.sub_(0.5).mul_(0.2)
+        else:  # uniform with variance 1 / fan_in
+            bound = math.sqrt(3.0 / v[0].numel())
+            t = u.mul_(2 * bound).sub_(bound)
+        out[k] = t
+    return out
+
+
+def small_net(**kw) -> GLEAN:
+    net = GLEAN(**{**SMALL, **kw})
+    net.load_state_dict(deterministic_state(net))
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def official():
+    from safetensors.torch import load_file
+
+    return load_file(str(FIX / "glean_official_io.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def net():
+    return small_net()
+
+
+def _layout(net: torch.nn.Module) -> dict[str, list[int]]:
+    return {k: list(v.shape) for k, v in net.state_dict().items()}
+
+
+def _layout_hash(layout: dict[str, list[int]]) -> str:
+    text = "\n".join(f"{k}:{'x'.join(map(str, s))}" for k, s in sorted(layout.items()))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_matches_official_code(official, net):
+    x = official["input"]
+    with torch.inference_mode():
+        sr = net(x)
+        signed = net.forward_official(x * 2 - 1)
+    assert sr.shape == (2, 3, 64, 64)
+    # forward is the official [-1, 1] network wrapped in the [0, 1] convention
+    assert (signed - official["output_pm1"]).abs().max() < 1e-4
+    assert (sr - (official["output_pm1"] + 1) / 2).abs().max() < 1e-4
+    # the two images give different results, and each output uses the whole value range of the fixture
+    assert (sr[0] - sr[1]).abs().max() > 0.05
+
+
+def test_batch_equals_one_by_one(net, official):
+    x = official["input"]
+    with torch.inference_mode():
+        single = torch.cat([net(x[i : i + 1]) for i in range(2)])
+        swapped = net(x.flip(0))
+    assert (swapped.flip(0) - single).abs().max() < 1e-5
+
+
+def test_latent_bank_alone_matches_official_stylegan2(official, net):
+    g = net.generator
+    with torch.inference_mode():
+        img = g(official["z"])  # mapping MLP, then synthesis with the fixed noise buffers
+        img_wplus = g(official["wplus"], input_is_latent=True)
+    assert img.shape == (2, 3, 64, 64)
+    assert (img - official["stylegan2_from_z"]).abs().max() < 1e-4
+    assert (img_wplus - official["stylegan2_from_wplus"]).abs().max() < 1e-4
+
+
+def test_noise_is_fixed_by_default_and_matters(net, official):
+    x = official["input"][:1]
+    with torch.inference_mode():
+        a, b = net(x), net(x)
+        assert torch.equal(a, b)  # deterministic: the noise buffers, not fresh draws
+        net.randomize_noise = True
+        try:
+            torch.manual_seed(0)
+            c = net(x)
+        finally:
+            net.randomize_noise = False
+    assert (c - a).abs().max() > 1e-3  # the noise path is live with these weights
+    # two untrained builds share their noise buffers (seeded), so they are deterministic too
+    a8, b8 = StyleGAN2Generator(8), StyleGAN2Generator(8)
+    assert all(torch.equal(p, q) for p, q in zip(a8.injected_noise(), b8.injected_noise()))
+    assert len(a8.injected_noise()) == 3 and a8.injected_noise_2.shape == (1, 1, 8, 8)
+
+
+def test_upfirdn2d_known_answers():
+    # x2 upsampling of a constant keeps it constant away from the border (kernel sums to 4 = up**2)
+    k = make_blur_kernel((1, 3, 3, 1), gain=4)
+    y = upfirdn2d(torch.ones(1, 1, 6, 6), k, up=2, pad=(2, 1, 2, 1))
+    assert y.shape == (1, 1, 12, 12)
+    assert torch.allclose(y[..., 2:-2, 2:-2], torch.ones(1, 1, 8, 8))
+    # an impulse gives the kernel itself (flipped, which the symmetric kernel hides: check with an asymmetric one)
+    impulse = torch.zeros(1, 1, 5, 5)
+    impulse[..., 2, 2] = 1
+    asym = torch.arange(1.0, 7.0).view(2, 3)
+    z = upfirdn2d(impulse, asym, pad=(1, 1, 0, 1))
+    assert z.shape == (1, 1, 5, 5)
+    assert torch.equal(z[0, 0, 1:3, 1:4], asym)
+
+
+def test_input_size_and_config_errors(net):
+    with pytest.raises(SrkitError, match=r"exactly 16x16 inputs .* got 16x20"):
+        net(torch.rand(1, 3, 16, 20))
+    with pytest.raises(ConfigError, match="power of two"):
+        GLEAN(in_size=24, out_size=256)
+    with pytest.raises(ConfigError, match="in_size < out_size"):
+        GLEAN(in_size=64, out_size=64)
+    with pytest.raises(ConfigError, match="power of two"):
+        archs.describe("glean", in_size=20)
+
+
+def test_registry_descriptor_and_frozen_bank():
+    d = archs.describe("glean")
+    assert d.arch == "glean" and d.scales == (16,) and d.min_size == 64 and d.multiple_of == 1
+    assert d.receptive_field == 64 and not d.supports_half
+    assert archs.describe("glean", in_size=32, out_size=256).scales == (8,)
+    small = archs.build("glean", **SMALL)
+    assert isinstance(small, GLEAN) and small.scale == 4
+    assert not any(p.requires_grad for p in small.generator.parameters())
+    assert all(p.requires_grad for p in small.encoder.parameters())
+
+
+def test_full_size_parameter_counts_and_official_key_layout():
+    """Official configurations: parameter counts and state-dict layout equal the official module's (key
+    names and shapes: in full for 64 -> 1024, as a hash for 16 -> 256). The counts of 32 -> 256 and
+    128 -> 1024 (FULL_PARAMS) were read off the official module when making the fixtures."""
+    keys = json.loads((FIX / "official_keys.json").read_text())
+    for i, o in [(16, 256), (64, 1024)]:  # building all four takes too long for a unit test
+        total, bank = FULL_PARAMS[(i, o)]
+        net = GLEAN(i, o)
+        assert sum(p.numel() for p in net.parameters()) == total
+        assert sum(p.numel() for p in net.generator.parameters()) == bank
+        layout = _layout(net)
+        assert _layout_hash(layout) == keys["sha256"][f"{i}_{o}"]
+        if (i, o) == (64, 1024):
+            assert layout == keys["in64_out1024"]
+            # the W+ head: 16 x 512 -> 18 latents x 512, the largest single layer (~75.5 M)
+            assert layout["encoder.5.3.weight"] == [18 * 512, 16 * 512]
+        del net
+    assert _layout(GLEAN(**SMALL)) == keys["small"]
