@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,35 @@ from srkit.methods import get_method
 from srkit.methods.masa import Discriminator160, MASAMethod, RefPairs, official_lr
 
 ROOT = Path(__file__).resolve().parents[1]
+FIX = ROOT / "tests" / "fixtures" / "masa"
+
+
+def deterministic_disc_state(keys_shapes: dict) -> dict[str, torch.Tensor]:
+    """Discriminator weights of tests/fixtures/masa/README.md: per-key generators seeded by crc32 of the key;
+    weights uniform with variance 1/fan-in, biases +-0.05, batch-norm scales 0.75..1.25 and shifts +-0.1;
+    running statistics and counters as a fresh BatchNorm2d (zeros, ones, 0)."""
+    out = {}
+    for k, shape in keys_shapes.items():
+        if k.endswith("running_mean"):
+            out[k] = torch.zeros(shape)
+            continue
+        if k.endswith("running_var"):
+            out[k] = torch.ones(shape)
+            continue
+        if k.endswith("num_batches_tracked"):
+            out[k] = torch.zeros(shape, dtype=torch.long)
+            continue
+        u = torch.rand(shape, generator=torch.Generator().manual_seed(zlib.crc32(k.encode())), dtype=torch.float64)
+        if k.startswith("bn") and k.endswith("weight"):
+            t = 0.75 + 0.5 * u
+        elif k.startswith("bn"):
+            t = 0.2 * (u - 0.5)
+        elif len(shape) == 1:
+            t = 0.1 * (u - 0.5)
+        else:
+            t = (2 * u - 1) * math.sqrt(3.0 / math.prod(shape[1:]))
+        out[k] = t.float()
+    return out
 
 
 def test_registered():
@@ -40,10 +70,48 @@ def test_discriminator_layout():
     convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(bns) == 9 and len(convs) == 10 and convs[0].bias is not None and convs[1].bias is None
     assert [c.stride[0] for c in convs] == [1, 2, 1, 2, 1, 2, 1, 2, 1, 2]
-    assert d.head[0].in_features == 64 * 5 * 5
+    assert d.linear1.in_features == 64 * 5 * 5
     assert d(torch.rand(2, 3, 160, 160)).shape == (2, 1)
     with pytest.raises(SrkitError, match="160x160"):
         d(torch.rand(2, 3, 128, 128))
+
+
+def test_adversarial_step_equals_official():
+    """One official AdversarialLoss step (D step with Adam (0, 0.9), then the G term; fixture README) with a
+    4-channel VGGStyleDiscriminator160: same D loss, G loss, gradient on the fake image, updated D weights
+    and batch-norm running statistics (five D passes)."""
+    from safetensors.torch import load_file
+
+    from srkit.methods.masa import discriminator_loss, generator_adversarial_loss
+
+    torch.set_num_threads(1)
+    off = load_file(str(FIX / "masa_official_gan_step.safetensors"))
+    d = Discriminator160(4, 160)
+    d.load_state_dict(deterministic_disc_state({k: v.shape for k, v in d.state_dict().items()}))
+    g = torch.Generator().manual_seed(7)
+    real = torch.rand(2, 3, 160, 160, generator=g)
+    fake = torch.rand(2, 3, 160, 160, generator=g).requires_grad_(True)
+    opt = torch.optim.Adam(d.parameters(), lr=1e-4, betas=(0.0, 0.9), eps=1e-8)
+    opt.zero_grad()
+    d_out = discriminator_loss(d, real, fake.detach())
+    d_out["total"].backward()
+    opt.step()
+    d_grads = [p.grad.clone() for p in d.parameters()]
+    g_adv = generator_adversarial_loss(d, real, fake)
+    g_adv.backward()
+    # The generator term leaves D's gradients alone and D trainable afterwards.
+    assert all(torch.equal(a, p.grad) for a, p in zip(d_grads, d.parameters()))
+    assert all(p.requires_grad for p in d.parameters())
+    assert d_out["total"].item() == pytest.approx(off["loss_d"].item(), abs=1e-6)
+    assert g_adv.item() == pytest.approx(off["loss_g"].item(), abs=1e-6)
+    assert torch.allclose(fake.grad[:, :, ::8, ::8], off["fake_grad_sub"], rtol=1e-4, atol=1e-9)
+    assert fake.grad.double().abs().sum().item() == pytest.approx(off["fake_grad_abs_sum"].item(), rel=1e-5)
+    sd = d.state_dict()
+    assert torch.allclose(sd["conv0_0.weight"], off["after_conv0_0_weight"], atol=1e-7)
+    assert torch.allclose(sd["linear2.weight"], off["after_linear2_weight"], atol=1e-7)
+    assert torch.allclose(sd["bn4_1.running_mean"], off["after_bn4_1_running_mean"], atol=1e-6)
+    assert torch.allclose(sd["bn0_1.running_var"], off["after_bn0_1_running_var"], atol=1e-6)
+    assert int(sd["bn2_0.num_batches_tracked"]) == int(off["after_bn2_0_num_batches"].item()) == 5
 
 
 def _write_pairs(root: Path, n: int = 3, size: int = 64) -> tuple[Path, Path]:

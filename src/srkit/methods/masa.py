@@ -26,8 +26,7 @@ What this module reproduces and how:
 
 Differences (documented in docs/methods/masa.md): the official flips/rotations are drawn once per batch, here
 per item; the official turns augmentation on only after the first new best test-set PSNR past epoch 30 (model
-selection on the test set), here ``RefPairs(augment=...)`` is fixed for a run; the official D step runs D
-three times (the extra pass only moves batch-norm running statistics, which are never used), here twice.
+selection on the test set), here ``RefPairs(augment=...)`` is fixed for a run.
 
 Validation: the engine validates on plain LR/HR pairs, so :meth:`MASAMethod.infer` uses the LR image as its
 own reference (the official Urban100 protocol: Ref = LR, Ref-down = LR / 4).
@@ -68,9 +67,11 @@ def official_lr(base: float, step: int, steps_per_epoch: int, t_max: int, start_
 
 
 class Discriminator160(nn.Module):
-    """The VGG-style discriminator MASA trains against (BasicSR's ``VGGStyleDiscriminator160`` design):
-    a 3x3 conv, then five stages of (3x3 conv, 4x4 stride-2 conv) with batch norm and LeakyReLU 0.2, widths
-    c, 2c, 4c, 8c, 8c, then Linear(8c * (size/32)^2, 100), LeakyReLU, Linear(100, 1).
+    """The VGG-style discriminator MASA trains against (BasicSR's ``VGGStyleDiscriminator160`` design, with its
+    parameter names, so the official ``D_state_dict`` loads as it is): ``conv0_0`` 3x3 (bias), then five stages
+    ``conv{i}_0`` 3x3 (not in stage 0) and ``conv{i}_1`` 4x4 stride 2, each conv without bias and followed by
+    batch norm ``bn{i}_{j}`` and LeakyReLU 0.2; widths c, 2c, 4c, 8c, 8c; then ``linear1`` (8c * (size/32)^2
+    -> 100), LeakyReLU, ``linear2`` (100 -> 1).
 
     Input (N, 3, size, size) in [0, 1] (any channel order; MASA feeds BGR); output (N, 1) logits.
     ``size`` is 160 for CUFED; other multiples of 32 are allowed for small tests.
@@ -82,22 +83,57 @@ class Discriminator160(nn.Module):
             raise ConfigError(f"Discriminator160: size must be a multiple of 32, got {size}")
         self.size = size
         c = channels
-        layers: list[nn.Module] = [nn.Conv2d(3, c, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True)]
+        self.conv0_0 = nn.Conv2d(3, c, 3, 1, 1)
+        self._order: list[tuple[str, str]] = []  # (conv name, bn name) in forward order
         c_in = c
         for i, c_out in enumerate((c, 2 * c, 4 * c, 8 * c, 8 * c)):
-            if i > 0:  # the first stage has only the strided conv after the input conv
-                layers += [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
-                c_in = c_out
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
+            if i > 0:
+                self._add(f"{i}_0", nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), c_out)
+            self._add(f"{i}_1", nn.Conv2d(c_out, c_out, 4, 2, 1, bias=False), c_out)
             c_in = c_out
-        self.features = nn.Sequential(*layers)
         side = size // 32
-        self.head = nn.Sequential(nn.Linear(c_in * side * side, 100), nn.LeakyReLU(0.2, True), nn.Linear(100, 1))
+        self.linear1 = nn.Linear(c_in * side * side, 100)
+        self.linear2 = nn.Linear(100, 1)
+
+    def _add(self, tag: str, conv: nn.Conv2d, width: int) -> None:
+        setattr(self, f"conv{tag}", conv)
+        setattr(self, f"bn{tag}", nn.BatchNorm2d(width))
+        self._order.append((f"conv{tag}", f"bn{tag}"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (self.size, self.size):
             raise SrkitError(f"the MASA discriminator takes {self.size}x{self.size} images, got {tuple(x.shape[-2:])}")
-        return self.head(self.features(x).flatten(1))
+        f = F.leaky_relu(self.conv0_0(x), 0.2)
+        for conv, bn in self._order:
+            f = F.leaky_relu(getattr(self, bn)(getattr(self, conv)(f)), 0.2)
+        return self.linear2(F.leaky_relu(self.linear1(f.flatten(1)), 0.2))
+
+
+def _bce(x: torch.Tensor, real: bool) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(x, torch.full_like(x, 1.0 if real else 0.0))
+
+
+def discriminator_loss(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The official D step's loss: ``0.5 BCE(D(real) - mean D(fake), 1) + 0.5 BCE(D(fake) - mean D(real), 0)``,
+    the other side's mean held constant. ``fake`` must be detached. D runs on fake, real, fake in that order,
+    as the official code does (the first pass only moves batch-norm running statistics, as there)."""
+    d_fake_const = disc(fake).detach()
+    d_real = disc(real)
+    d_fake = disc(fake)
+    loss = 0.5 * _bce(d_real - d_fake_const.mean(), True) + 0.5 * _bce(d_fake - d_real.detach().mean(), False)
+    return {"total": loss, "d_real_logit": d_real.mean().detach(), "d_fake_logit": d_fake.mean().detach()}
+
+
+def generator_adversarial_loss(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """The official generator term (unweighted): ``0.5 BCE(D(real) - mean D(fake), 0) + 0.5 BCE(D(fake) -
+    mean D(real), 1)`` with D(real) constant; D's parameters get no gradient."""
+    disc.requires_grad_(False)
+    try:
+        d_real = disc(real).detach()
+        d_fake = disc(fake)
+    finally:
+        disc.requires_grad_(True)
+    return 0.5 * _bce(d_real - d_fake.mean(), False) + 0.5 * _bce(d_fake - d_real.mean(), True)
 
 
 # --- data ------------------------------------------------------------------------------------------------------
@@ -191,10 +227,6 @@ class RefPairs(torch.utils.data.Dataset):
 # --- method ----------------------------------------------------------------------------------------------------
 
 
-def _bce(x: torch.Tensor, real: bool) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(x, torch.full_like(x, 1.0 if real else 0.0))
-
-
 class MASAMethod(Method):
     """MASA-rec (pixel losses) or MASA (pixel + perceptual + RaGAN) on reference batches
     ``{"lr", "hr", "ref"[, "ref_down"]}``."""
@@ -274,11 +306,8 @@ class MASAMethod(Method):
         if update == "disc":
             # The generator output of this iteration; its graph is kept for the generator step that follows.
             self._sr = self._forward(batch)
-            real, fake = self._loss_view(hr), self._loss_view(self._sr.detach())
-            d_real = self.run("disc", real)
-            d_fake = self.run("disc", fake)
-            loss = 0.5 * _bce(d_real - d_fake.detach().mean(), True) + 0.5 * _bce(d_fake - d_real.detach().mean(), False)
-            return {"total": loss, "d_real_logit": d_real.mean().detach(), "d_fake_logit": d_fake.mean().detach()}
+            disc = self.runners.get("disc", self.networks["disc"])
+            return discriminator_loss(disc, self._loss_view(hr), self._loss_view(self._sr.detach()))
         if update != "net":
             raise KeyError(update)
         sr = self._sr if self._sr is not None else self._forward(batch)
@@ -290,12 +319,8 @@ class MASAMethod(Method):
             out[name] = value.detach()
             total = total + weight * value
         if self.adversarial(step):
-            disc = self.networks["disc"]
-            disc.requires_grad_(False)
-            d_real = disc(self._loss_view(hr)).detach()
-            d_fake = disc(self._loss_view(sr))
-            disc.requires_grad_(True)
-            g_adv = 0.5 * _bce(d_real - d_fake.mean(), False) + 0.5 * _bce(d_fake - d_real.mean(), True)
+            # unwrapped: D is not updated (nor synced) in the G step
+            g_adv = generator_adversarial_loss(self.networks["disc"], self._loss_view(hr), self._loss_view(sr))
             out["gan"] = (self.cfg.train.gan.weight * g_adv).detach()
             total = total + self.cfg.train.gan.weight * g_adv
         out["total"] = total
