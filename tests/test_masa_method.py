@@ -225,6 +225,7 @@ def test_missing_reference_and_config_errors(tmp_path):
 def test_official_configs_load():
     rec = load_config(ROOT / "configs" / "masa_rec.yaml")
     assert rec.method.name == "masa" and rec.model.arch == "masa" and rec.data.batch_size == 9
+    assert rec.data.val_preset == "masa"  # Y channel, no border crop
     assert rec.train.steps == 250 * 1319 and rec.train.losses["l1"].weight == 1.0 and rec.train.gan.weight == 0
     gan = load_config(ROOT / "configs" / "masa_gan.yaml")
     assert gan.train.steps == 50 * 1319 and gan.method.args["start_epoch"] == 250
