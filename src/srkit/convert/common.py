@@ -46,6 +46,7 @@ CONVERTERS: dict[str, str] = {
     "classsr": "srkit.convert.classsr:convert_classsr",
     "dasr": "srkit.convert.dasr:convert_dasr",
     "masa": "srkit.convert.masa:convert_masa",
+    "glean": "srkit.convert.glean:convert_glean",
 }
 
 # Wrapper keys of common training frameworks, in order of preference: EMA weights before raw ones
