@@ -481,7 +481,9 @@ class SMM(nn.Module):
 
     def choose_kernel(self, spa: torch.Tensor) -> str:
         """The kernel the ``sparse`` path runs for spatial mask ``spa``: ``gather`` while the active-pixel
-        share is at most :attr:`sparse_max_density`, else ``strip``."""
+        share is at most :attr:`sparse_max_density`, ``strip`` while it is at most :attr:`strip_max_density`,
+        else ``split`` (the thresholds are per-module attributes; defaults measured on a 2-core CPU, see
+        benchmarks/results/bench_smsr.md)."""
         p = float(spa.mean())
         if p <= self.sparse_max_density:
             return "gather"
