@@ -66,13 +66,14 @@ def test_ema_preferred_and_bare_state_dicts(official, gen_state):
     assert bare.arch_kwargs == _expected_kwargs() and set(bare.state_dict) == set(gen_state)
 
 
-def test_full_size_inference_from_shapes():
-    with torch.device("meta"):
-        state = GLEAN(64, 1024).state_dict()
+@pytest.mark.parametrize("in_size, out_size, scale", [(64, 1024, 16), (32, 256, 8)])
+def test_full_size_inference_from_shapes(in_size, out_size, scale):
+    with torch.device("meta"):  # shapes only
+        state = GLEAN(in_size, out_size).state_dict()
     conv = convert_state_dict({f"generator.{k}": v for k, v in state.items()}, "glean")
-    assert conv.arch_kwargs == {"in_size": 64, "out_size": 1024, "img_channels": 3, "rrdb_channels": 64,
+    assert conv.arch_kwargs == {"in_size": in_size, "out_size": out_size, "img_channels": 3, "rrdb_channels": 64,
                                 "num_rrdbs": 23, "style_channels": 512, "num_mlps": 8, "channel_multiplier": 2}
-    assert any("x16" in n for n in conv.notes)
+    assert any(f"x{scale}" in n for n in conv.notes)
 
 
 def test_errors(gen_state):
