@@ -181,7 +181,12 @@ def test_rec_and_gan_steps_through_the_engine(tmp_path):
     # MASA-rec: two steps, lr stepping per "epoch" (1 step here) along the cosine.
     cfg = _cfg(tmp_path / "rec", 2, False, inp, ref)
     trainer = Trainer(cfg, progress=False, train_set=RefPairs(inp, ref, augment=True))
-    assert trainer.run()["step"] == 2
+    result = trainer.run()
+    assert result["step"] == 2
+    from srkit.model_file import load_model
+
+    model = load_model(result["model_file"])  # a reference-based x4 model file
+    assert model.descriptor.needs_ref and model.descriptor.scales == (4,)
     logs = [json.loads(line) for line in (tmp_path / "rec" / "log.jsonl").read_text().splitlines()]
     steps = [r for r in logs if "loss/l1" in r]
     assert [r["lr"] for r in steps] == pytest.approx([official_lr(1e-4, s, 1, 4) for s in (0, 1)])
