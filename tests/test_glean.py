@@ -197,3 +197,15 @@ def test_full_size_parameter_counts_and_official_key_layout():
         assert _layout(GLEAN(**SMALL)) == keys["small"]
     # a real (CPU) build once, as users get it: the same count
     assert sum(p.numel() for p in GLEAN(16, 256).parameters()) == FULL_PARAMS[(16, 256)][0]
+
+
+def test_upscaler_runs_glean_untiled(net, official):
+    """Through srkit's Upscaler (untiled: GLEAN cannot be tiled) an in_size image gives the network's output,
+    clamped to [0, 1] as the Upscaler does."""
+    from srkit.inference import Upscaler
+
+    up = Upscaler(net, archs.describe("glean", **SMALL), device="cpu", tile=0)
+    y = up(official["input"][:1])
+    expected = ((official["output_pm1"][:1] + 1) / 2).clamp(0, 1)
+    assert y.shape == (1, 3, 64, 64)
+    assert (y - expected).abs().max() < 1e-4
