@@ -115,6 +115,19 @@ def test_reference_matters_and_is_broadcast(net, official):
     assert (both[1] - swapped[0]).abs().max().item() > 1e-3
 
 
+def test_encoded_reference_is_reused(net, official):
+    lr, ref = official["lr_bgr"].flip(1), official["ref_bgr"].flip(1)
+    with torch.no_grad():
+        enc = net.encode_reference(ref[:1])
+        assert enc.batch == 1 and [f.shape[-1] for f in enc.feats] == [80, 40, 20] and enc.down.shape[-2:] == (12, 20)
+        a = net(lr, enc)  # one encoding for the whole batch (and for every tile of an image)
+        b = net(lr, ref[:1])
+        with pytest.raises(SrkitError, match="encoded reference"):
+            net(lr, enc, official["ref_down_bgr"][:1])
+    assert torch.equal(a, b)
+    assert (a[0].flip(0) - official["out_bgr"][0]).abs().max().item() <= 1e-5
+
+
 def test_pil_bicubic_matches_pillow():
     from PIL import Image
 

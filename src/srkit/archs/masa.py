@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -141,8 +142,12 @@ class Encoder(nn.Module):
         self.conv_L3 = _conv(nf, nf, stride=2)
         self.blk_L3 = _blocks(nf, n_blks[2])
 
+    def level1(self, x: torch.Tensor) -> torch.Tensor:
+        """The first level alone (all that matching needs of Ref-down)."""
+        return self.blk_L1(F.relu(self.conv_L1(x)))
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        f1 = self.blk_L1(F.relu(self.conv_L1(x)))
+        f1 = self.level1(x)
         f2 = self.blk_L2(F.relu(self.conv_L2(f1)))
         f3 = self.blk_L3(F.relu(self.conv_L3(f2)))
         return [f1, f2, f3]
@@ -285,6 +290,19 @@ def _fold_back(src: torch.Tensor, index: torch.Tensor, att: torch.Tensor, s: int
     return out / count * F.interpolate(att, size=out_hw, mode="bilinear", align_corners=False)
 
 
+@dataclass(frozen=True)
+class MASAReference:
+    """An encoded reference (:meth:`MASA.encode_reference`): the Ref's encoder levels [x1, /2, /4] and the
+    level-1 features of Ref-down, (N, 64, ...) each, computed from the BGR images as the official network."""
+
+    feats: list[torch.Tensor]
+    down: torch.Tensor
+
+    @property
+    def batch(self) -> int:
+        return int(self.down.shape[0])
+
+
 class MASA(nn.Module):
     """MASA-SR x4 network (official configuration: nf 64, encoder 4/4/4 blocks, decoder 2/2/2/12/8/4).
 
@@ -298,7 +316,11 @@ class MASA(nn.Module):
       computed with PIL-style bicubic (:func:`pil_bicubic_resize`), as the official data loader does (on
       8-bit images there; here in float).
 
-    Returns (N, 3, 4h, 4w) RGB, nominally [0, 1], not clamped.
+    * ``ref`` may instead be a :class:`MASAReference` from :meth:`encode_reference` (batch 1 or N), so that
+      a reference used for many images or tiles is encoded once.
+
+    Returns (N, 3, 4h, 4w) RGB, nominally [0, 1], not clamped. A reference of batch 1 is encoded once and
+    shared by the whole LR batch.
     """
 
     def __init__(self, nf: int = 64, scale: int = SCALE) -> None:
@@ -398,29 +420,40 @@ class MASA(nn.Module):
             out.append(t.reshape(n, c, s * h, s * w))
         return out
 
-    def forward(self, lr: torch.Tensor, ref: torch.Tensor, ref_down: torch.Tensor | None = None) -> torch.Tensor:
-        n = lr.shape[0]
-        if ref.dim() != 4 or ref.shape[1] != 3 or ref.shape[0] not in (1, n):
-            raise SrkitError(f"masa: the reference must be (1 or {n}, 3, H, W), got {tuple(ref.shape)}")
-        h, w = lr.shape[-2:]
-        pads = _centred_pad(h) + _centred_pad(w)  # (top, bottom, left, right)
-        if any(pads):
-            lr = F.pad(lr, (pads[2], pads[3], pads[0], pads[1]), mode="replicate")
+    def encode_reference(self, ref: torch.Tensor, ref_down: torch.Tensor | None = None) -> MASAReference:
+        """Encode a reference once, for reuse with many LR images or tiles: ``forward(lr, encoded)``.
+
+        ``ref`` (N, 3, H, W) RGB in [0, 1]; ``ref_down`` as in :meth:`forward` (made here when None).
+        """
+        if ref.dim() != 4 or ref.shape[1] != 3:
+            raise SrkitError(f"masa: the reference must be (N, 3, H, W) RGB, got {tuple(ref.shape)}")
         if ref_down is None:
             ref, ref_down = self.prepare_ref(ref)
         elif tuple(ref.shape[-2:]) != (ref_down.shape[-2] * SCALE, ref_down.shape[-1] * SCALE):
             raise SrkitError(f"masa: ref_down {tuple(ref_down.shape[-2:])} is not the reference "
                              f"{tuple(ref.shape[-2:])} shrunk by {SCALE}")
-        if ref.shape[0] != n:
-            ref, ref_down = ref.expand(n, -1, -1, -1), ref_down.expand(n, -1, -1, -1)
+        # The official weights work on BGR. Only level 1 of Ref-down is used (for matching).
+        return MASAReference(self.enc(ref.flip(1)), self.enc.level1(ref_down.flip(1)))
 
-        # The official weights work on BGR.
-        lr, ref, ref_down = lr.flip(1), ref.flip(1), ref_down.flip(1)
+    def forward(self, lr: torch.Tensor, ref: torch.Tensor | MASAReference,
+                ref_down: torch.Tensor | None = None) -> torch.Tensor:
+        n = lr.shape[0]
+        if not isinstance(ref, MASAReference):
+            ref = self.encode_reference(ref, ref_down)
+        elif ref_down is not None:
+            raise SrkitError("masa: ref_down goes with a reference image, not with an encoded reference")
+        if ref.batch not in (1, n):
+            raise SrkitError(f"masa: the reference must be (1 or {n}, 3, H, W), got a batch of {ref.batch}")
+        h, w = lr.shape[-2:]
+        pads = _centred_pad(h) + _centred_pad(w)  # (top, bottom, left, right)
+        if any(pads):
+            lr = F.pad(lr, (pads[2], pads[3], pads[0], pads[1]), mode="replicate")
+
+        lr = lr.flip(1)  # BGR, as the official weights expect
         base = F.interpolate(lr, scale_factor=SCALE, mode="bicubic", align_corners=False)
         lr_feats = self.enc(lr)
-        rd_feats = self.enc(ref_down)
-        ref_feats = self.enc(ref)
-        warped = self.match_and_extract(lr_feats[0], rd_feats[0], ref_feats)
+        ref_feats = [f.expand(n, -1, -1, -1) for f in ref.feats]
+        warped = self.match_and_extract(lr_feats[0], ref.down.expand(n, -1, -1, -1), ref_feats)
         out = (self.decoder(lr_feats, warped) + base).flip(1)
         if any(pads):
             top, left = pads[0] * SCALE, pads[2] * SCALE
