@@ -276,7 +276,8 @@ def _cosine_top1(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.
     return score[..., 0], idx[..., 0]
 
 
-def _fold_back(src: torch.Tensor, index: torch.Tensor, att: torch.Tensor, s: int, out_hw: tuple[int, int]) -> torch.Tensor:
+def _fold_back(src: torch.Tensor, index: torch.Tensor, att: torch.Tensor, s: int,
+               out_hw: tuple[int, int]) -> torch.Tensor:
     """Gather (3s x 3s, stride s) patches of ``src`` (B, C, H, W) at ``index`` (B, ky*kx), fold them onto a
     (ky*s, kx*s) grid averaging the overlaps, and scale by the attention ``att`` (B, 1, ky, kx) resized."""
     k = PATCH * s
@@ -315,7 +316,6 @@ class MASA(nn.Module):
     * ``ref_down``: optional Ref shrunk by 4, of size (H/4, W/4) of the *padded* Ref. By default it is
       computed with PIL-style bicubic (:func:`pil_bicubic_resize`), as the official data loader does (on
       8-bit images there; here in float).
-
     * ``ref`` may instead be a :class:`MASAReference` from :meth:`encode_reference` (batch 1 or N), so that
       a reference used for many images or tiles is encoded once.
 
@@ -475,8 +475,10 @@ def describe(name: str, kw: Mapping[str, Any]) -> ModelDescriptor:
     U-Net 20 + 4 + 10 + 2 + 5 = 41, x1 fusion 25, x2 and x4 stages about 14, so about 140. Beyond that the
     network is not local: the SAM uses the whole LR feature map's mean/std and instance-normalises the
     transferred Ref, and the block grid starts at the input's corner, so tiles never equal the whole image
-    exactly; the large receptive field makes the upscaler prefer big tiles.
+    exactly; the large receptive field makes the upscaler prefer big tiles. Half precision is not verified
+    (cosine matching picks an argmax that rounding may flip), so the descriptor does not offer it.
     """
     if int(kw.get("scale", SCALE)) != SCALE:
         raise ConfigError(f"{name} upscales by {SCALE} only, not {kw['scale']!r}")
-    return ModelDescriptor(arch=name, scales=(SCALE,), needs_ref=True, receptive_field=140, supports_half=False, supports_bfloat16=False)
+    return ModelDescriptor(arch=name, scales=(SCALE,), needs_ref=True, receptive_field=140,
+                           supports_half=False, supports_bfloat16=False)

@@ -28,7 +28,8 @@ def convert_masa(state: StateDict, scale: int | None, overrides: dict[str, Any])
     if tuple(first.shape) != (64, 3, 3, 3) or tuple(out.shape) != (3, 64, 3, 3):
         raise CheckpointError(
             f"the masa checkpoint has enc.conv_L1 {tuple(first.shape)} and decoder.conv_out {tuple(out.shape)}; "
-            "srkit's MASA is the official configuration with 64 features on RGB images, (64, 3, 3, 3) and (3, 64, 3, 3)")
+            "srkit's MASA is the official configuration with 64 features on RGB images, "
+            "(64, 3, 3, 3) and (3, 64, 3, 3)")
     if scale is not None and scale != _SCALE:
         raise CheckpointError(f"MASA checkpoints upscale by {_SCALE}, not by {scale}")
     kwargs = resolve_kwargs("masa", {}, {}, None, overrides)
