@@ -82,3 +82,27 @@ def test_errors(gen_state):
         convert_state_dict(state, "glean", scale=8)
     with pytest.raises(CheckpointError, match="does not look like a glean checkpoint"):
         convert_state_dict({"head.0.weight": torch.zeros(1)}, "glean")
+
+
+def test_load_latent_bank_from_stylegan2_checkpoint(tmp_path):
+    from srkit.archs.stylegan2 import StyleGAN2Generator
+    from srkit.convert.glean import load_latent_bank
+
+    prior = StyleGAN2Generator(32).state_dict()
+    other = {k: v + 1 if v.is_floating_point() else v for k, v in prior.items()}
+    path = tmp_path / "stylegan2-cat-config-f-official.pth"
+    ckpt = {f"generator_ema.{k}": v for k, v in prior.items()}
+    ckpt.update({f"generator.{k}": v for k, v in other.items()})
+    ckpt["discriminator.final_linear.1.bias"] = torch.zeros(1)
+    torch.save({"state_dict": ckpt, "meta": {"epoch": 1}}, path)
+    net = GLEAN(8, 32, rrdb_channels=8, num_rrdbs=1)
+    notes = load_latent_bank(net, path)
+    assert any("generator_ema" in n for n in notes)
+    assert all(torch.equal(net.generator.state_dict()[k], v) for k, v in prior.items())
+    load_latent_bank(net, ckpt, prefix="generator")
+    assert torch.equal(net.generator.constant_input.input, other["constant_input.input"])
+    # a prior of another resolution does not fit
+    with pytest.raises(CheckpointError, match="does not fit the StyleGAN2 latent bank"):
+        load_latent_bank(GLEAN(8, 64, rrdb_channels=8, num_rrdbs=1, channel_multiplier=1), ckpt)
+    with pytest.raises(CheckpointError, match="no 'g_ema.\\*' entries"):
+        load_latent_bank(net, ckpt, prefix="g_ema")

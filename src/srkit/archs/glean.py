@@ -132,7 +132,9 @@ class GLEAN(nn.Module):
         super().__init__()
         log_in, log_out = _log2(in_size, "in_size"), _log2(out_size, "out_size")
         if not 2 <= log_in < log_out <= 10:
-            raise ConfigError(f"glean: need 4 <= in_size < out_size <= 1024, got in_size {in_size}, out_size {out_size}")
+            raise ConfigError(
+                f"glean: need 4 <= in_size < out_size <= 1024, got in_size {in_size}, out_size {out_size}"
+            )
         self.in_size, self.out_size = in_size, out_size
         self.scale = out_size // in_size
         self.style_channels = style_channels

@@ -55,7 +55,9 @@ def upfirdn2d(
     return x[:, :, ::down, ::down] if down > 1 else x
 
 
-def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor, slope: float = 0.2, scale: float = math.sqrt(2)) -> torch.Tensor:
+def fused_leaky_relu(
+    x: torch.Tensor, bias: torch.Tensor, slope: float = 0.2, scale: float = math.sqrt(2)
+) -> torch.Tensor:
     """``leaky_relu(x + bias, slope) * scale``, bias per channel (dim 1); the sqrt(2) keeps the variance."""
     shape = [1] * x.dim()
     shape[1] = -1

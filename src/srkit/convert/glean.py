@@ -95,3 +95,30 @@ def convert_glean(state: StateDict, scale: int | None, overrides: dict[str, Any]
                               f"not x{scale}")
     kwargs = {**inferred, **overrides}
     return Conversion("glean", kwargs, state, notes)
+
+
+def load_latent_bank(net: Any, source: Any, prefix: str = "generator_ema") -> list[str]:
+    """Load a pretrained StyleGAN2 generator into ``net.generator`` (the latent bank of a GLEAN network),
+    as official GLEAN training starts (``init_cfg`` with ``prefix='generator_ema'``).
+
+    ``source``: a path to one of MMagic's converted StyleGAN2 checkpoints
+    (``stylegan2-{ffhq,cat,car,...}-config-f-official_*.pth``: ``generator.*``, ``generator_ema.*`` and
+    ``discriminator.*`` entries, possibly wrapped in ``state_dict``), or such a dict. ``prefix`` picks the
+    copy (``generator_ema``, the official choice, or ``generator``). The keys must fit strictly (out_size,
+    channel multiplier, style width); returns notes on what was done.
+    """
+    from pathlib import Path
+
+    from .common import canonicalize, load_strict, read_checkpoint
+
+    name = str(source) if isinstance(source, (str, Path)) else "state_dict"
+    raw = read_checkpoint(source) if isinstance(source, (str, Path)) else source
+    state, notes = canonicalize(raw, source=name)
+    head = prefix.rstrip(".") + "."
+    sub = {k[len(head):]: v for k, v in state.items() if k.startswith(head)}
+    if not sub:
+        tops = sorted({k.split(".", 1)[0] for k in state})
+        raise CheckpointError(f"{name} has no '{head}*' entries (it has: {', '.join(tops[:8])})")
+    load_strict(net.generator, sub, source=name, arch="StyleGAN2 latent bank")
+    notes.append(f"loaded {len(sub)} '{head}*' entries into the latent bank")
+    return notes
