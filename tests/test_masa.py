@@ -193,3 +193,29 @@ def test_upscaler_runs_with_reference(net):
     assert out.shape == (48, 80, 3) and out.dtype == np.uint8
     with pytest.raises(SrkitError, match="reference"):
         up.upscale(lr)
+
+
+def test_upscaler_encodes_the_reference_once_and_the_cli_asks_for_it(tmp_path, capsys):
+    from srkit import archs
+    from srkit.cli import main
+    from srkit.inference.upscaler import Upscaler
+    from srkit.model_file import save_model
+
+    torch.manual_seed(0)
+    net = archs.build("masa").eval()
+    up = Upscaler(net, archs.describe("masa"), device="cpu", tile=16)
+    up.overlap, up.margin = 4, 1  # the real receptive field would need a far larger test image
+    calls = []
+    encode = net.encode_reference
+    net.encode_reference = lambda *a, **k: (calls.append(1), encode(*a, **k))[1]
+    lr, ref = torch.rand(1, 3, 24, 40), torch.rand(1, 3, 64, 64)
+    out = up(lr, ref=ref)
+    assert out.shape == (1, 3, 96, 160) and up.last_tile[1] < 40  # tiled
+    assert len(calls) == 1
+    del net.encode_reference
+    path = save_model(tmp_path / "masa.safetensors", net, "masa", {})
+    from srkit.data.io import write_image
+
+    write_image(tmp_path / "lr.png", (np.random.default_rng(0).random((24, 24, 3)) * 255).astype(np.uint8))
+    assert main(["upscale", str(tmp_path / "lr.png"), "--model", str(path), "-o", str(tmp_path / "o.png")]) == 1
+    assert "--ref REF" in capsys.readouterr().err

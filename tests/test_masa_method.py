@@ -180,9 +180,9 @@ def test_rec_and_gan_steps_through_the_engine(tmp_path):
 
     # MASA-rec: two steps, lr stepping per "epoch" (1 step here) along the cosine.
     cfg = _cfg(tmp_path / "rec", 2, False, inp, ref)
-    trainer = Trainer(cfg, progress=False, train_set=RefPairs(inp, ref, augment=True))
+    trainer = Trainer(cfg, progress=False)  # the method's own RefPairs of method.args input_dir / ref_dir
     result = trainer.run()
-    assert result["step"] == 2
+    assert result["step"] == 2 and "3 training samples" in (tmp_path / "rec" / "train.log").read_text()
     from srkit.model_file import load_model
 
     model = load_model(result["model_file"])  # a reference-based x4 model file

@@ -184,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
             from ..data.io import read_image
 
             ref = read_image(args.ref, mode="rgb")
+        elif up.descriptor.needs_ref:  # one clear line before any work, instead of one error per image
+            raise SrkitError(f"{up.name} is reference-based: give the reference image with --ref REF")
 
         written = 0
         from tqdm import tqdm

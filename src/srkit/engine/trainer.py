@@ -356,7 +356,9 @@ class Trainer:
             module.train()
             self.method.runners[name] = D.wrap(module, info, self.device)
 
-        train_set = self._train_set if self._train_set is not None else build_train_set(cfg)
+        train_set = self._train_set if self._train_set is not None else self.method.train_dataset()
+        if train_set is None:
+            train_set = build_train_set(cfg)
         self.val_set = self._val_set if self._val_set is not None else (build_val_set(cfg) if info.is_main else None)
         sampler = D.ShardedBatchSampler(len(train_set), cfg.data.batch_size, cfg.seed, info)
         loader = torch.utils.data.DataLoader(

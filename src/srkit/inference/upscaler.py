@@ -26,7 +26,8 @@ Calling conventions for networks (the descriptor says which applies):
 ``net(lr)`` for fixed single-scale networks; ``net(lr, scale=s)`` for networks with several fixed scales;
 ``net(lr, size=(H, W))`` for continuous-scale networks (LIIF); ``net(lr, ref)`` (plus ``size=`` when
 continuous) for reference-based networks. Reference-based networks are tiled over the LR image with the
-whole reference passed to every tile. Networks conditioned on the whole image (a ``represent(lr, tile=)``
+whole reference passed to every tile (encoded once per call when the network has ``encode_reference``,
+as MASA-SR). Networks conditioned on the whole image (a ``represent(lr, tile=)``
 method, e.g. DASR's degradation representation) get that computed once per image, tile by tile within the
 same budget, and passed to every tile as ``net(tile, representation)``: tiles agree on one degradation.
 
@@ -362,6 +363,9 @@ class Upscaler:
         scale_hw = (net_hw[0] / h, net_hw[1] / w)
         th, tw = self._plan_tile(h, w, fn, key, scale_hw)
         with torch.no_grad():
+            if ref is not None and hasattr(self.net, "encode_reference"):
+                # the reference's features and matching index, once per call instead of once per tile
+                fn = self._tile_fn(s, self.net.encode_reference(ref))
             if hasattr(self.net, "represent"):
                 tile = None if (th >= h and tw >= w) else max(th, tw)
                 fn = self._tile_fn(s, ref, self.net.represent(rgb, tile=tile))

@@ -67,6 +67,11 @@ class Method:
         """Loss terms for optimiser ``update``; key "total" is the one back-propagated."""
         raise NotImplementedError
 
+    def train_dataset(self) -> Any:
+        """The training set when the method's samples are not the engine's LR/HR pairs (e.g. LR + reference +
+        HR for RefSR); None: the engine builds pairs from ``data.train``."""
+        return None
+
     def learning_rate(self, update: str, step: int) -> float | None:
         """The learning rate of optimiser ``update`` at iteration ``step`` when the method sets it itself (for
         recipes that ``train.schedule`` cannot state, e.g. DASR's per-stage rates); None: the schedule's."""
