@@ -209,3 +209,24 @@ def test_upscaler_runs_glean_untiled(net, official):
     expected = ((official["output_pm1"][:1] + 1) / 2).clamp(0, 1)
     assert y.shape == (1, 3, 64, 64)
     assert (y - expected).abs().max() < 1e-4
+
+
+def test_stylegan2_discriminator_matches_official():
+    """The StyleGAN2 discriminator GLEAN trains against: official layout, counts and logits."""
+    from safetensors.torch import load_file
+
+    from srkit.archs.stylegan2 import StyleGAN2Discriminator
+
+    official = load_file(str(FIX / "discriminator_official_io.safetensors"))
+    d = StyleGAN2Discriminator(64, channel_multiplier=1)
+    d.load_state_dict(deterministic_state(d))
+    with torch.inference_mode():
+        logits = d.eval()(official["input_pm1"])
+    assert logits.shape == (4, 1)
+    assert (logits - official["logits"]).abs().max() < 1e-6
+    assert logits.std() > 0.003  # the logits of the four images differ (0.012 .. 0.025)
+    with torch.device("meta"):
+        assert sum(p.numel() for p in StyleGAN2Discriminator(256).parameters()) == 28_864_129
+        assert sum(p.numel() for p in StyleGAN2Discriminator(1024).parameters()) == 29_012_513
+    with pytest.raises(ValueError, match="group size"):
+        d(official["input_pm1"][:3].repeat(2, 1, 1, 1))

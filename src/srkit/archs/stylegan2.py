@@ -368,3 +368,118 @@ class StyleGAN2Generator(nn.Module):
             out = self.convs[2 * j + 1](out, latent[:, i + 1], noise[i + 1], add_noise)
             skip = to_rgb(out, latent[:, i + 2], skip)
         return skip
+
+
+# --- discriminator (needed to train GLEAN, which starts from the pretrained StyleGAN2 discriminator) ---------
+
+
+class EqualizedConvWeight(nn.Module):
+    """Convolution whose weight ``weight_orig`` (out, in, k, k) is scaled by ``1 / sqrt(in * k * k)``;
+    optional bias ``bias`` (unscaled)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
+                 bias: bool) -> None:
+        super().__init__()
+        self.weight_orig = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.scale = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.stride, self.padding = stride, padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight_orig * self.scale, self.bias, stride=self.stride, padding=self.padding)
+
+
+class EqualizedConv(nn.Module):
+    """Wrapper giving the conv the key prefix ``conv.`` (MMagic's ``EqualizedLRConvModule``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int,
+                 bias: bool) -> None:
+        super().__init__()
+        self.conv = EqualizedConvWeight(in_channels, out_channels, kernel_size, stride, padding, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class ConvDownLayer(nn.Sequential):
+    """[blur, when ``downsample``] -> equalized conv (stride 2 when downsampling) -> [bias + LeakyReLU x sqrt 2,
+    when ``activate``; the conv then has no bias of its own]. Keys by position, as MMagic's."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, downsample: bool = False,
+                 blur_kernel: Sequence[float] = BLUR_KERNEL, bias: bool = True, activate: bool = True) -> None:
+        layers: list[nn.Module] = []
+        if downsample:
+            p = (len(blur_kernel) - 2) + (kernel_size - 1)
+            layers.append(Blur(blur_kernel, ((p + 1) // 2, p // 2)))
+            stride, padding = 2, 0
+        else:
+            stride, padding = 1, kernel_size // 2
+        layers.append(EqualizedConv(in_channels, out_channels, kernel_size, stride, padding, bias and not activate))
+        if activate:
+            layers.append(BiasLeakyReLU(out_channels))
+        super().__init__(*layers)
+
+
+class DiscriminatorResBlock(nn.Module):
+    """3x3 conv, 3x3 conv with x2 downsampling, plus a 1x1 downsampling skip; sum / sqrt(2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, blur_kernel: Sequence[float] = BLUR_KERNEL) -> None:
+        super().__init__()
+        self.conv1 = ConvDownLayer(in_channels, in_channels, 3, blur_kernel=blur_kernel)
+        self.conv2 = ConvDownLayer(in_channels, out_channels, 3, downsample=True, blur_kernel=blur_kernel)
+        self.skip = ConvDownLayer(in_channels, out_channels, 1, downsample=True, blur_kernel=blur_kernel,
+                                  bias=False, activate=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+
+
+class MinibatchStddev(nn.Module):
+    """Appends one channel: the standard deviation over groups of ``group_size`` samples, averaged over
+    channels and pixels (per channel group), broadcast over the image."""
+
+    def __init__(self, group_size: int = 4, channel_groups: int = 1, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.group_size, self.channel_groups, self.eps = group_size, channel_groups, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = min(n, self.group_size)
+        if n % g:
+            raise ValueError(f"batch size {n} must be at most, or a multiple of, the group size {self.group_size}")
+        y = x.reshape(g, -1, self.channel_groups, c // self.channel_groups, h, w)
+        y = torch.sqrt(y.var(dim=0, unbiased=False) + self.eps)
+        y = y.mean(dim=(2, 3, 4), keepdim=True).squeeze(2)
+        return torch.cat([x, y.repeat(g, 1, h, w)], dim=1)
+
+
+class StyleGAN2Discriminator(nn.Module):
+    """StyleGAN2 (config-f) residual discriminator with MMagic's key layout (``convs.*``, ``final_conv.*``,
+    ``final_linear.*``), so that the ``discriminator.*`` entries of MMagic's StyleGAN2 checkpoints load.
+
+    ``forward(img)``: (N, img_channels, in_size, in_size), the generator's range ([-1, 1]) -> (N, 1) logits.
+    The batch must be at most 4 or a multiple of 4 (minibatch standard deviation groups).
+    """
+
+    def __init__(self, in_size: int = 1024, img_channels: int = 3, channel_multiplier: int = 2,
+                 blur_kernel: Sequence[float] = BLUR_KERNEL, group_size: int = 4, channel_groups: int = 1) -> None:
+        super().__init__()
+        log_size = int(in_size).bit_length() - 1
+        if in_size != 2**log_size or not 8 <= in_size <= 1024:
+            raise ConfigError(
+                f"StyleGAN2 discriminator in_size must be a power of two from 8 to 1024, not {in_size!r}"
+            )
+        ch = stylegan2_channels(channel_multiplier)
+        layers: list[nn.Module] = [ConvDownLayer(img_channels, ch[in_size], 1)]
+        prev = ch[in_size]
+        for i in range(log_size, 2, -1):
+            layers.append(DiscriminatorResBlock(prev, ch[2 ** (i - 1)], blur_kernel))
+            prev = ch[2 ** (i - 1)]
+        self.convs = nn.Sequential(*layers)
+        self.mbstd_layer = MinibatchStddev(group_size, channel_groups)
+        self.final_conv = ConvDownLayer(prev + 1, ch[4], 3)
+        self.final_linear = nn.Sequential(EqualLinear(ch[4] * 16, ch[4], activate=True), EqualLinear(ch[4], 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.final_conv(self.mbstd_layer(self.convs(x)))
+        return self.final_linear(x.reshape(x.shape[0], -1))
