@@ -355,6 +355,8 @@ class StyleGAN2Generator(nn.Module):
         add_noise: bool = True,
     ) -> torch.Tensor:
         if not input_is_latent:
+            if styles.dim() != 2:
+                raise ValueError(f"z must be (N, {self.style_channels}); W+ codes need input_is_latent=True")
             styles = self.style_mapping(styles)
         latent = styles if styles.dim() == 3 else styles.unsqueeze(1).expand(-1, self.num_latents, -1)
         noise: list[torch.Tensor | None] = (
