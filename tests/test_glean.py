@@ -204,11 +204,14 @@ def test_upscaler_runs_glean_untiled(net, official):
     clamped to [0, 1] as the Upscaler does."""
     from srkit.inference import Upscaler
 
-    up = Upscaler(net, archs.describe("glean", **SMALL), device="cpu", tile=0)
-    y = up(official["input"][:1])
     expected = ((official["output_pm1"][:1] + 1) / 2).clamp(0, 1)
-    assert y.shape == (1, 3, 64, 64)
-    assert (y - expected).abs().max() < 1e-4
+    for tile in (0, None, 8):  # fixed_size: whatever the tile setting, one untiled, unpadded pass
+        up = Upscaler(net, archs.describe("glean", **SMALL), device="cpu", tile=tile, max_memory=1 << 20)
+        y = up(official["input"][:1])
+        assert y.shape == (1, 3, 64, 64)
+        assert (y - expected).abs().max() < 1e-4
+    with pytest.raises(SrkitError, match="takes exactly 16x16 images, not 20x16"):
+        up(torch.rand(1, 3, 16, 20))
 
 
 def test_stylegan2_discriminator_matches_official():

@@ -25,6 +25,8 @@ class ModelDescriptor:
     """Input height and width must be multiples of this (the upscaler pads, then crops)."""
     min_size: int = 1
     """Smallest input height/width the network accepts."""
+    fixed_size: int | None = None
+    """The network takes exactly ``fixed_size`` x ``fixed_size`` inputs (GLEAN): no tiling, no padding."""
     needs_ref: bool = False
     """True for reference-based networks, whose forward takes ``(lr, ref)``."""
     receptive_field: int = 16

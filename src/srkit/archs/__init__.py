@@ -2,7 +2,8 @@
 
     >>> from srkit import archs
     >>> archs.names()
-    ['carn_m', 'classsr', 'edsr', 'edsr_baseline', 'fsrcnn', 'liif', 'liif_rdn', 'msrresnet', 'rcan', 'rdn', 'smsr']
+    ['carn_m', 'classsr', 'dasr', 'edsr', 'edsr_baseline', 'fsrcnn', 'glean', 'liif', 'liif_rdn', 'masa', 'msrresnet',
+     'rcan', 'rdn', 'smsr']
     >>> net = archs.build("msrresnet", nf=36)          # a torch.nn.Module, RGB [0, 1] in and out
     >>> archs.describe("msrresnet", nf=36).scales
     (4,)

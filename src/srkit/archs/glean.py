@@ -226,8 +226,7 @@ class GLEAN(nn.Module):
 
 def describe(name: str, kw: Mapping[str, Any]) -> ModelDescriptor:
     """Descriptor of :class:`GLEAN`: scale ``out_size / in_size``; the input must be exactly ``in_size``
-    square, which the descriptor can only approximate (``min_size`` = ``in_size``; ``multiple_of`` stays 1,
-    as for every registered network); the network rejects any other size with a clear error.
+    square (``fixed_size``: the upscaler neither tiles nor pads it and refuses other sizes).
     Every output pixel depends on the whole input (the latent codes come from a fully connected layer), so
     the receptive field is the input side. Half precision is not claimed (untested with real weights)."""
     in_size, out_size = int(kw["in_size"]), int(kw["out_size"])
@@ -236,4 +235,4 @@ def describe(name: str, kw: Mapping[str, Any]) -> ModelDescriptor:
     if not 4 <= in_size < out_size <= 1024:
         raise ConfigError(f"glean: need 4 <= in_size < out_size <= 1024, got in_size {in_size}, out_size {out_size}")
     return ModelDescriptor(arch=name, scales=(out_size // in_size,), in_channels=int(kw["img_channels"]),
-                           min_size=in_size, receptive_field=in_size, supports_half=False)
+                           min_size=in_size, fixed_size=in_size, receptive_field=in_size, supports_half=False)

@@ -262,6 +262,10 @@ class Upscaler:
             raise SrkitError(f"{self.name} does not take a reference image")
         prep = _prepare(image)
         n, _, h, w = prep.rgb.shape
+        fs = self.descriptor.fixed_size
+        if fs is not None and (h, w) != (fs, fs):
+            raise SrkitError(f"{self.name} takes exactly {fs}x{fs} images, not {w}x{h}; resize or crop the image "
+                             f"to {fs}x{fs} first")
         out_hw = self.output_size(h, w, scale, size)
         ref_t = None
         if ref is not None:
@@ -328,7 +332,7 @@ class Upscaler:
 
     def _plan_tile(self, h: int, w: int, fn: tiling.TileFn, key: Any, scale: tuple[float, float]) -> tuple[int, int]:
         k = max(self.descriptor.multiple_of, 1)
-        if self.tile == 0:
+        if self.tile == 0 or self.descriptor.fixed_size is not None:
             th, tw = h, w
         elif self.tile is not None:
             side = max(self.tile, 2 * self.overlap)
