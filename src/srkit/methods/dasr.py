@@ -155,22 +155,17 @@ def two_patches(hr: torch.Tensor, size: int, generator: torch.Generator) -> torc
 class DASRMethod(SRMethod):
     """DASR's two-stage training (``method.name: dasr``); the model must be ``arch: dasr``."""
 
+    NAME, ARGS, ARCH, GAN = "dasr", DEFAULTS, "dasr", False
+
     def build(self) -> None:
-        args = dict(self.cfg.method.args)
-        unknown = sorted(set(args) - set(DEFAULTS))
-        if unknown:
-            raise ConfigError(f"method 'dasr': unknown method.args {unknown}; known: {sorted(DEFAULTS)}")
-        if self.cfg.model.arch != "dasr":
-            raise ConfigError(f"method 'dasr' trains arch 'dasr', not {self.cfg.model.arch!r}")
-        if self.cfg.train.gan.weight > 0:
-            raise ConfigError("method 'dasr' has no GAN phase; set train.gan.weight to 0")
         if self.cfg.train.schedule.name != "constant":
             raise ConfigError("method 'dasr' sets the learning rate itself (method.args lr_encoder, lr_sr, ...); "
                               f"set train.schedule.name to constant, not {self.cfg.train.schedule.name!r}")
         if torch.distributed.is_available() and torch.distributed.is_initialized() \
                 and torch.distributed.get_world_size() > 1:
             raise ConfigError("method 'dasr' trains in one process only (no torchrun)")
-        o = {**DEFAULTS, **args}
+        super().build()  # checks method.args, arch and GAN; builds the network and the pixel losses
+        o = self.opts
         scale = int(self.cfg.data.scale)
         if o["blur"] not in ("iso", "aniso"):
             raise ConfigError(f"method.args.blur must be 'iso' or 'aniso', got {o['blur']!r}")
@@ -181,16 +176,9 @@ class DASRMethod(SRMethod):
         o["patch_size"] = int(o["patch_size"] or 48 * scale)
         if o["patch_size"] % scale:
             raise ConfigError(f"method.args.patch_size {o['patch_size']} is not a multiple of the scale {scale}")
-        self.opts = o
         deg = {k: float(o[k]) for k in ("sigma_min", "sigma_max", "lambda_min", "lambda_max", "noise")
                if o[k] is not None}
         self.degradation = RandomDegradation(scale, o["blur"], **deg)
-        saved = self.cfg.method.args
-        self.cfg.method.args = {}  # SRMethod.build refuses method.args
-        try:
-            super().build()
-        finally:
-            self.cfg.method.args = saved
         self.moco: MoCo | None = None  # made at the first step, from the (possibly model.init) weights
         self._moco_state: dict[str, Any] | None = None
 

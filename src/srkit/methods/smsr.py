@@ -54,24 +54,12 @@ def sparsity_lambda(step: int, weight: float = 0.1, warmup_steps: int = 50_000) 
 class SMSRMethod(SRMethod):
     """Sparse-mask SR training (``method.name: smsr``); the model must be ``arch: smsr``."""
 
+    NAME, ARGS, ARCH, GAN = "smsr", DEFAULTS, "smsr", False
+
     def build(self) -> None:
-        args = dict(self.cfg.method.args)
-        unknown = sorted(set(args) - set(DEFAULTS))
-        if unknown:
-            raise ConfigError(f"method 'smsr': unknown method.args {unknown}; known: {sorted(DEFAULTS)}")
-        self.opts = {**DEFAULTS, **args}
+        super().build()
         if self.opts["tau_schedule"] not in ("paper", "official"):
             raise ConfigError(f"method.args.tau_schedule must be 'paper' or 'official', got {self.opts['tau_schedule']!r}")
-        if self.cfg.model.arch != "smsr":
-            raise ConfigError(f"method 'smsr' trains arch 'smsr', not {self.cfg.model.arch!r}")
-        if self.cfg.train.gan.weight > 0:
-            raise ConfigError("method 'smsr' has no GAN phase; set train.gan.weight to 0")
-        saved = self.cfg.method.args
-        self.cfg.method.args = {}  # SRMethod.build refuses method.args
-        try:
-            super().build()
-        finally:
-            self.cfg.method.args = saved
 
     def tau(self, step: int) -> float:
         o = self.opts

@@ -41,13 +41,37 @@ class VGGDiscriminator(nn.Module):
 
 
 class SRMethod(Method):
-    """LR -> SR with pixel (+ perceptual) losses; an adversarial phase when ``train.gan.weight > 0``."""
+    """LR -> SR with pixel (+ perceptual) losses; an adversarial phase when ``train.gan.weight > 0``.
+
+    Subclasses that add a recipe on top declare it here rather than re-checking the config themselves:
+    ``NAME`` (for messages), ``ARGS`` (the ``method.args`` they know, with defaults; :meth:`build` checks
+    them and leaves the merged options in ``self.opts``), ``ARCH`` (the one architecture they train, or
+    None) and ``GAN`` (whether the adversarial phase is allowed).
+    """
+
+    NAME = "sr"
+    ARGS: dict[str, Any] = {}
+    ARCH: str | None = None
+    GAN = True
+
+    def check_config(self) -> dict[str, Any]:
+        """``method.args`` merged over :attr:`ARGS`, after checking them, the architecture and the GAN phase."""
+        args = dict(self.cfg.method.args)
+        unknown = sorted(set(args) - set(self.ARGS))
+        if unknown and not self.ARGS:
+            raise ConfigError(f"method '{self.NAME}' takes no method.args, got {unknown}")
+        if unknown:
+            raise ConfigError(f"method '{self.NAME}': unknown method.args {unknown}; known: {sorted(self.ARGS)}")
+        if self.ARCH is not None and self.cfg.model.arch != self.ARCH:
+            raise ConfigError(f"method '{self.NAME}' trains arch '{self.ARCH}', not {self.cfg.model.arch!r}")
+        if not self.GAN and self.cfg.train.gan.weight > 0:
+            raise ConfigError(f"method '{self.NAME}' has no GAN phase; set train.gan.weight to 0")
+        return {**self.ARGS, **args}
 
     def build(self) -> None:
         from ..losses import build_loss
 
-        if self.cfg.method.args:
-            raise ConfigError(f"method 'sr' takes no method.args, got {sorted(self.cfg.method.args)}")
+        self.opts = self.check_config()
         net, self.descriptor = build_network(self.cfg.model.arch, self.arch_kwargs())
         self.networks["net"] = net.to(self.device)
         self.losses: dict[str, tuple[float, nn.Module]] = {}
