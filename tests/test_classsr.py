@@ -506,3 +506,34 @@ def test_the_shared_upscaler_runs_classsr_whole_and_tiled():
     assert sum(net.pop_routed_counts()) >= 4  # every tile routed its own patches
     # tiles see other patch grids near their seams: close to, not equal to, the whole-image result
     assert np.abs(tiled.astype(int) - whole.astype(int)).mean() < 2.0
+
+
+def test_fast_path_matmul_classifier_and_channels_last_match_the_plain_path():
+    from srkit.inference.classsr_routing import _fast_classifier, routed_upscale
+
+    torch.manual_seed(3)
+    net = archs.build("classsr", backbone="fsrcnn", widths=(8, 12, 16)).eval()
+    with torch.no_grad():
+        for m in net.classifier.modules():  # larger weights than the 0.1 init, so logits differ clearly
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.normal_(0, 0.2)
+                m.bias.normal_(0, 0.1)
+        x = torch.rand(37, 3, 32, 32)
+        fast = _fast_classifier(net)
+        assert fast is not net.classify
+        ref = net.classify(x)
+        torch.testing.assert_close(fast(x), ref, atol=1e-5, rtol=1e-5)
+        assert ref.std() > 0.01
+        # patches from flat to busy; the logits centred over these patches, so that the routes differ
+        lr = torch.rand(2, 3, 61, 75) * torch.linspace(0, 1, 75) + torch.linspace(0, 0.5, 61)[:, None]
+        _, r0 = routed_upscale(net, lr, fast=False)
+        patches = torch.cat([lr[:, :, t : t + 32, l : l + 32] for t, l in r0.positions])
+        net.classifier.lastOut.bias.sub_(net.classify(patches).mean(dim=0))
+        a, ra = routed_upscale(net, lr)
+        b, rb = routed_upscale(net, lr, fast=False)
+        assert torch.equal(ra.classes, rb.classes) and len(set(ra.classes.flatten().tolist())) > 1
+        assert a.is_contiguous(memory_format=torch.channels_last) and b.is_contiguous()
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        net.classifier.lastOut.bias.add_(torch.tensor([0.0, 0.0, 100.0]))  # weights changed: cache rebuilt
+        a, ra = routed_upscale(net, lr)
+        assert (ra.classes == 2).all()

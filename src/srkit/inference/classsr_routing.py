@@ -21,7 +21,8 @@ paper-comparable percentages, and true counts from :func:`srkit.profile.count_fl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -116,10 +117,12 @@ def routed_upscale(
         per_patch: run every patch alone (the official execution; for comparisons), not batched per class.
         batch_size: patches per branch call (default ``net.batch_size``).
         fast: without autograd and outside ``official`` mode, run branches that contain a stride > 1 transposed
-            conv (FSRCNN) through a cached :func:`accelerated` copy (same outputs up to float rounding, ~1e-6).
+            conv (FSRCNN) through a cached :func:`accelerated` copy, the Class-Module as matrix products
+            (:func:`_fast_classifier`) and, on CPU, everything in channels-last layout (same outputs up to
+            float rounding, ~1e-6).
 
     Returns: (SR (N, 3, scale * Hc, scale * Wc), :class:`Routing`) where (Hc, Wc) = ``routing.covered``, the
-    whole image by default. Images smaller than a patch are padded (edge replicate) and the output cropped;
+    whole image by default (channels-last in memory on the CPU fast path). Images smaller than a patch are padded (edge replicate) and the output cropped;
     in ``official`` mode they are an error, as in the official code.
     """
     n, c, h, w = lr.shape
@@ -137,16 +140,26 @@ def routed_upscale(
     hc, wc = (tops[-1] + p, lefts[-1] + p)
     patches = torch.stack([x[:, :, t : t + p, l : l + p] for t, l in positions], dim=1)  # (N, P, 3, p, p)
     flat = patches.reshape(-1, 3, p, p)
+    fast = fast and not official and not torch.is_grad_enabled()
+    # On CPU the fast path runs the convolutions in channels-last layout: oneDNN's native one, which spares a
+    # layout reorder around every convolution (worth most for the narrow branches). The SR image is then
+    # assembled channels-last too, so that each stitched patch is a run of contiguous rows.
+    nhwc = fast and lr.device.type == "cpu"
+    if nhwc:
+        flat = flat.contiguous(memory_format=torch.channels_last)
     if classes is None:
-        cls = torch.cat([net.classify(flat[i : i + 1024]).argmax(dim=1) for i in range(0, flat.shape[0], 1024)])
+        classify = _fast_classifier(net) if fast else net.classify
+        cls = torch.cat([classify(flat[i : i + 1024]).argmax(dim=1) for i in range(0, flat.shape[0], 1024)])
     else:
         cls = classes.reshape(-1).to(device=lr.device, dtype=torch.long)
         if cls.numel() != flat.shape[0]:
             raise SrkitError(f"forced classes: {cls.numel()} values for {flat.shape[0]} patches")
     out = lr.new_zeros(n, 3, hc * r, wc * r)
+    if nhwc:
+        out = out.contiguous(memory_format=torch.channels_last)
     npos = len(positions)
     bs = 1 if per_patch else (batch_size or net.batch_size)
-    branches = _fast_branches(net) if fast and not official and not torch.is_grad_enabled() else net.branches
+    branches = _fast_branches(net, channels_last=nhwc) if fast else net.branches
     for k, branch in enumerate(branches):
         idx = (cls == k).nonzero(as_tuple=True)[0]
         for start in range(0, idx.numel(), bs):
@@ -218,8 +231,6 @@ def accelerated(net: nn.Module) -> nn.Module:
     """A copy of ``net`` for inference in which every stride > 1 ``ConvTranspose2d`` that yields exactly
     ``stride x`` its input is replaced by :class:`SubPixelConvTranspose` (same outputs up to float rounding).
     Other layers are shared by value (deep copy); the key layout of the copy differs, so save the original."""
-    import copy
-
     fast = copy.deepcopy(net)
     for name, mod in list(fast.named_modules()):
         for child_name, child in list(mod.named_children()):
@@ -231,26 +242,88 @@ def accelerated(net: nn.Module) -> nn.Module:
     return fast
 
 
-def _fast_branches(net: ClassSR) -> list[nn.Module]:
-    """The branches, those with a transposed conv replaced by an :func:`accelerated` copy that is cached on
-    the network and rebuilt when any of the branch's parameters changed (storage, in-place version, device)."""
+def _param_key(module: nn.Module) -> tuple:
+    """Identifies the current parameter values of ``module`` (storage, in-place version, device, dtype)."""
+    return tuple((p.data_ptr(), p._version, str(p.device), p.dtype) for p in module.parameters())
+
+
+def _net_cache(net: ClassSR) -> dict:
     cache = net.__dict__.get("_classsr_fast")
     if cache is None:
         cache = {}
         object.__setattr__(net, "_classsr_fast", cache)  # a plain attribute: not a submodule, not saved
+    return cache
+
+
+def _fast_branches(net: ClassSR, channels_last: bool = False) -> list[nn.Module]:
+    """The branches for inference: those with a transposed conv replaced by an :func:`accelerated` copy, all
+    in channels-last layout when asked. Copies are cached on the network and rebuilt when any of the branch's
+    parameters changed (storage, in-place version, device)."""
+    cache = _net_cache(net)
     out = []
     for k, b in enumerate(net.branches):
-        if not any(isinstance(m, nn.ConvTranspose2d) and m.stride[0] > 1 for m in b.modules()):
+        has_deconv = any(isinstance(m, nn.ConvTranspose2d) and m.stride[0] > 1 for m in b.modules())
+        if not has_deconv and not channels_last:
             out.append(b)
             continue
-        key = tuple((p.data_ptr(), p._version, str(p.device), p.dtype) for p in b.parameters())
-        hit = cache.get(k)
+        key = (_param_key(b), channels_last)
+        hit = cache.get(("branch", k))
         if hit is None or hit[0] != key:
             with torch.inference_mode(False), torch.no_grad():
-                hit = (key, accelerated(b).eval())
-            cache[k] = hit
+                fast = accelerated(b).eval() if has_deconv else copy.deepcopy(b).eval()
+                if channels_last:
+                    fast = fast.to(memory_format=torch.channels_last)
+            hit = (key, fast)
+            cache[("branch", k)] = hit
         out.append(hit[1])
     return out
+
+
+class _MatmulClassifier:
+    """The Class-Module as matrix products, for inference: its 4x4 stride-4 conv sees disjoint 4x4 blocks, so
+    it is a linear map of each block's 48 values, and the 1x1 convs that follow are linear maps per block; the
+    global mean commutes with the last (activation-free) 1x1 conv, which therefore runs once per patch instead
+    of once per block. Same logits up to float rounding."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        convs = [m for m in classifier.CondNet if isinstance(m, nn.Conv2d)]
+        self.block = convs[0].kernel_size[0]
+        self.weights = [c.weight.detach().flatten(1).t().contiguous() for c in convs]
+        self.biases = [c.bias.detach().clone() for c in convs]
+        self.slope = next(m.negative_slope for m in classifier.CondNet if isinstance(m, nn.LeakyReLU))
+        self.last = classifier.lastOut
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        h = F.pixel_unshuffle(x, self.block)  # (n, 3 * b * b, H / b, W / b): channel order of the conv weight
+        h = h.flatten(2).transpose(1, 2).reshape(-1, h.shape[1])
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
+            h = F.leaky_relu(torch.addmm(b, h, w), self.slope)
+        h = h.view(n, -1, h.shape[1]).mean(dim=1)
+        return self.last(torch.addmm(self.biases[-1], h, self.weights[-1]))
+
+
+def _fast_classifier(net: ClassSR) -> Callable[[torch.Tensor], torch.Tensor]:
+    """:class:`_MatmulClassifier` for the standard Class-Module (cached like the branches), else ``net.classify``."""
+    from ..archs.classsr import Classifier
+
+    layers = list(getattr(net.classifier, "CondNet", []))
+    types = [type(m) for m in layers]
+    # conv, LeakyReLU, conv, ..., conv: the first conv on disjoint square blocks, the others 1x1
+    standard = (type(net.classifier) is Classifier and len(layers) % 2 == 1
+                and types[0::2] == [nn.Conv2d] * len(types[0::2]) and types[1::2] == [nn.LeakyReLU] * len(types[1::2])
+                and layers[0].kernel_size == layers[0].stride and layers[0].kernel_size[0] == layers[0].kernel_size[1]
+                and layers[0].padding == (0, 0) and net.patch_size % layers[0].stride[0] == 0
+                and all(m.kernel_size == (1, 1) for m in layers[2::2]))
+    if not standard:
+        return net.classify
+    cache = _net_cache(net)
+    key = _param_key(net.classifier)
+    hit = cache.get("classifier")
+    if hit is None or hit[0] != key:
+        hit = (key, _MatmulClassifier(net.classifier))
+        cache["classifier"] = hit
+    return hit[1]
 
 
 def _coverage(starts: list[int], patch: int, length: int, scale: int) -> list[int]:
