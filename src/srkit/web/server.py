@@ -27,6 +27,7 @@ from disk in chunks.
 from __future__ import annotations
 
 import collections
+import contextlib
 import email.message
 import email.utils
 import json
@@ -40,11 +41,11 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import SrkitError
@@ -252,9 +253,12 @@ class UpscaleResult:
     in_size: tuple[int, int]  # (width, height)
     out_size: tuple[int, int]
     seconds: float
+    """Inference plus PNG encoding (not the model load, not the wait)."""
+    load_seconds: float
+    """Loading the model (0 when it was cached)."""
     wait_seconds: float
+    """Waiting for the request before it to finish."""
     filename: str
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class App:
@@ -289,12 +293,15 @@ class App:
                 "max_output_pixels": c.max_output_pixels, "max_queue": c.max_queue}
 
     def health(self) -> dict[str, Any]:
+        import torch
+
         from .. import __version__
 
+        device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         return {"status": "ok", "version": __version__, "models": len(self.models),
                 "default_model": self.default_model, "loaded": list(self._cache), "busy": self._pending > 0,
                 "pending": self._pending, "served": self.served, "uptime_seconds": round(time.time() - self.started, 1),
-                "device": self.config.device or "auto", "limits": self.limits()}
+                "device": device, "threads": torch.get_num_threads(), "limits": self.limits()}
 
     def models_json(self) -> dict[str, Any]:
         return {"default": self.default_model, "models": [m.as_json() for m in self.models.values()],
@@ -353,23 +360,30 @@ class App:
         self._cache[entry.name] = up
         return up
 
-    def _enter_queue(self) -> None:
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Admission of one upscale request, from reading its body to its result on disk.
+
+        At most ``max_queue + 1`` requests hold a slot (one running, the others waiting for the lock), so
+        uploads in memory and decoded images are bounded too; beyond that :class:`HttpError` 503.
+        """
         with self._count_lock:
             if self._pending > self.config.max_queue:
                 raise HttpError(503, f"busy: {self._pending} requests are already running or waiting; try again "
                                 f"shortly", headers={"Retry-After": "5"})
             self._pending += 1
-
-    def _leave_queue(self) -> None:
-        with self._count_lock:
-            self._pending -= 1
+        try:
+            yield
+        finally:
+            with self._count_lock:
+                self._pending -= 1
 
     def upscale_file(self, src: Path, workdir: Path, entry: ModelEntry, scale: float,
                      filename: str | None = None) -> UpscaleResult:
         """Upscale the image file ``src`` with ``entry`` at ``scale``; the PNG is written under ``workdir``.
 
         ``filename`` is the client's name for the upload (for messages and the result's name); messages never
-        show the temporary path. Raises :class:`HttpError`.
+        show the temporary path. Call it inside :meth:`slot`. Raises :class:`HttpError`.
         """
         import numpy as np
 
@@ -401,19 +415,17 @@ class App:
         if gray_alpha:  # as `srkit upscale`: gray + alpha in, so that the result stays exactly gray
             a = np.ascontiguousarray(a[..., [0, 3]])
         out = workdir / "result.png"
-        self._enter_queue()
-        try:
-            t_wait = time.perf_counter()
-            with self._lock:
-                t0 = time.perf_counter()
-                up = self._upscaler(entry)
-                self._run(up, a, scale, out, img.icc_profile, gray_alpha)
-                t1 = time.perf_counter()
-        finally:
-            self._leave_queue()
-        self.served += 1
+        t_wait = time.perf_counter()
+        with self._lock:
+            t_load = time.perf_counter()
+            up = self._upscaler(entry)
+            t0 = time.perf_counter()
+            self._run(up, a, scale, out, img.icc_profile, gray_alpha)
+            t1 = time.perf_counter()
+            self.served += 1
         return UpscaleResult(path=out, model=entry.name, scale=scale, in_size=(w, h), out_size=(ow, oh),
-                             seconds=t1 - t0, wait_seconds=t0 - t_wait, filename=_result_name(filename, scale))
+                             seconds=t1 - t0, load_seconds=t0 - t_load, wait_seconds=t_load - t_wait,
+                             filename=_result_name(filename, scale))
 
     @staticmethod
     def _run(up: Any, a: Any, scale: float, out: Path, icc: bytes | None, gray_alpha: bool) -> None:
@@ -666,7 +678,7 @@ class Handler(BaseHTTPRequestHandler):
         limit = self.app.config.max_upload_bytes
         if n > limit:
             raise HttpError(413, f"upload of {n:,} bytes is larger than this server's limit of {limit:,} bytes "
-                            f"({limit / 2**20:.4g} MiB, --max-upload-mb)")
+                            f"(--max-upload-mb {limit / 2**20:.4g})")
         if n == 0:
             raise HttpError(400, "empty request body: send the image file as the body or as a multipart 'file' field")
         return n
@@ -733,6 +745,12 @@ class Handler(BaseHTTPRequestHandler):
         app.check_model(entry)
         scale = app.parse_scale(scale_text, entry)
 
+        with app.slot():
+            src, filename = self._receive(n, workdir)
+            return app.upscale_file(src, workdir, entry, scale, filename)
+
+    def _receive(self, n: int, workdir: Path) -> tuple[Path, str | None]:
+        """Read the body of ``n`` bytes into a file under ``workdir``: (its path, the client's file name)."""
         ctype = self.headers.get("Content-Type") or "application/octet-stream"
         src = workdir / "upload"
         filename = None
@@ -746,7 +764,7 @@ class Handler(BaseHTTPRequestHandler):
             with open(src, "wb") as f:
                 self._read_exact(n, sink=f)
             filename = _base_name(self.headers.get("X-Filename"))
-        return app.upscale_file(src, workdir, entry, scale, filename)
+        return src, filename
 
     def _send_png(self, r: UpscaleResult) -> None:
         size = r.path.stat().st_size
@@ -760,6 +778,7 @@ class Handler(BaseHTTPRequestHandler):
             "X-Srkit-Model": r.model,
             "X-Srkit-Scale": f"{r.scale:g}",
             "X-Srkit-Seconds": f"{r.seconds:.3f}",
+            "X-Srkit-Load-Seconds": f"{r.load_seconds:.3f}",
             "X-Srkit-Wait-Seconds": f"{r.wait_seconds:.3f}",
             "X-Srkit-Input-Size": f"{r.in_size[0]}x{r.in_size[1]}",
             "X-Srkit-Output-Size": f"{r.out_size[0]}x{r.out_size[1]}",
