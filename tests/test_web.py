@@ -197,7 +197,8 @@ def test_any_scale_model_and_alpha() -> None:
         assert r.headers["X-Srkit-Output-Size"] == f"{round(18 * 3.7)}x{round(14 * 3.7)}"
         liif_out = _decode(r.read())
         rgba_out = _decode(_post(url + f"api/upscale?model={DEFAULT}", _png(rgba)).read())
-    np.testing.assert_array_equal(liif_out, srkit.load("liif-edsr-baseline", device="cpu", tile=0).upscale(a, scale=3.7))
+    liif = srkit.load("liif-edsr-baseline", device="cpu", tile=0)
+    np.testing.assert_array_equal(liif_out, liif.upscale(a, scale=3.7))
     assert rgba_out.shape == (40, 32, 4)
     np.testing.assert_array_equal(rgba_out, srkit.load(DEFAULT, device="cpu", tile=0).upscale(rgba, scale=4))
 
@@ -376,6 +377,8 @@ def test_cli_serve_prints_the_url_and_stops_on_ctrl_c(tiny_model) -> None:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(20) == 0
         assert "stopped" in proc.stderr.read()
+        with pytest.raises(OSError):  # the port is closed
+            urllib.request.urlopen(url + "api/health", timeout=5)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,7 +1,7 @@
 """``srkit serve``: the web page and HTTP API of :mod:`srkit.web` on a local port.
 
 It listens on 127.0.0.1 (this machine only) unless ``--host`` says otherwise: there is no authentication and
-no TLS, so exposing it to a network (``--host 0.0.0.0``) is the user's decision. Ctrl-C stops it.
+no TLS, so exposing it to a network (``--host 0.0.0.0``) is the user's decision. Ctrl-C (or SIGTERM) stops it.
 """
 
 from __future__ import annotations
@@ -111,6 +111,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"srkit: warning: listening on {args.host}: other machines can reach this server, which has no "
               f"authentication", file=sys.stderr)
     print(f"srkit: serving on {server.url} (Ctrl-C stops)", flush=True)
+    import signal
+    import threading
+
+    def _stop(signum, frame):  # SIGTERM (kill, service managers) stops as Ctrl-C does
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -264,7 +264,7 @@ async function submit(ev) {
 function layout() {
   if (!outW) return;
   const z = $("zoom").value, stage = $("stage"), avail = $("viewer").clientWidth - 2;
-  const w = z === "fit" ? Math.min(avail, outW) : outW * parseFloat(z) / (window.devicePixelRatio || 1);
+  const w = z === "fit" ? (avail > 0 ? Math.min(avail, outW) : outW) : outW * parseFloat(z) / (window.devicePixelRatio || 1);
   stage.style.width = w + "px"; stage.style.height = (w * outH / outW) + "px";
 }
 
