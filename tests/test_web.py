@@ -30,11 +30,12 @@ DEFAULT = "srkit-default"
 
 
 @contextlib.contextmanager
-def running(models: list[str] | None = None, *, server: SrkitServer | None = None, **config) -> Iterator[str]:
+def running(models: list[str] | None = None, *, server: SrkitServer | None = None, bicubic: bool = True,
+            **config) -> Iterator[str]:
     """A server on a free port in a background thread; yields its URL, shuts it down afterwards."""
     config.setdefault("device", "cpu")
     config.setdefault("quiet", True)
-    srv = server or make_server(models, host="127.0.0.1", port=0, config=ServerConfig(**config))
+    srv = server or make_server(models, host="127.0.0.1", port=0, config=ServerConfig(**config), bicubic=bicubic)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -119,7 +120,7 @@ def test_models_lists_the_zoo_and_health() -> None:
         doc = json.load(urllib.request.urlopen(url + "api/models"))
         health = json.load(urllib.request.urlopen(url + "api/health"))
     names = [m["name"] for m in doc["models"]]
-    assert names == zoo.list_models() and DEFAULT in names
+    assert names == [*zoo.list_models(), "bicubic"] and DEFAULT in names
     assert doc["default"] == DEFAULT
     by = {m["name"]: m for m in doc["models"]}
     d = by[DEFAULT]
@@ -128,6 +129,8 @@ def test_models_lists_the_zoo_and_health() -> None:
     assert d["params"] > 100_000 and "edsr" in d["description"] and "Set5" in d["description"]
     liif = by["liif-edsr-baseline"]
     assert liif["scales"] == [] and liif["scale_range"][0] == 1.0 and liif["scale_range"][1] >= 30
+    bic = by["bicubic"]
+    assert (bic["source"], bic["scale_range"], bic["params"]) == ("builtin", [1.0, 64.0], 0)
     assert health["status"] == "ok" and health["models"] == len(names) and health["busy"] is False
     assert doc["limits"]["max_upload_bytes"] == ServerConfig().max_upload_bytes
 
@@ -135,7 +138,8 @@ def test_models_lists_the_zoo_and_health() -> None:
 def test_model_files_given_explicitly(tiny_model) -> None:
     with running([str(tiny_model), DEFAULT]) as url:
         doc = json.load(urllib.request.urlopen(url + "api/models"))
-        assert [(m["name"], m["source"]) for m in doc["models"]] == [("tiny", "file"), (DEFAULT, "zoo")]
+        assert [(m["name"], m["source"]) for m in doc["models"]] == [("tiny", "file"), (DEFAULT, "zoo"),
+                                                                      ("bicubic", "builtin")]
         assert doc["default"] == DEFAULT
         r = _post(url + "api/upscale?model=tiny", _png(_rgb(9, 7)))  # no scale: the model's own (x2)
         assert r.headers["X-Srkit-Scale"] == "2" and _decode(r.read()).shape == (18, 14, 3)
@@ -201,6 +205,53 @@ def test_any_scale_model_and_alpha() -> None:
     np.testing.assert_array_equal(liif_out, liif.upscale(a, scale=3.7))
     assert rgba_out.shape == (40, 32, 4)
     np.testing.assert_array_equal(rgba_out, srkit.load(DEFAULT, device="cpu", tile=0).upscale(rgba, scale=4))
+
+
+def test_bicubic_baseline_is_matlab_imresize() -> None:
+    """The built-in ``bicubic`` model is srkit.imresize of the float image, at fractional scales too."""
+    from srkit.data.io import to_tensor
+    from srkit.data.resize import imresize
+
+    a = _rgb(13, 11, seed=8)
+    with running([DEFAULT], bicubic=True) as url:
+        r = _post(url + "api/upscale?model=bicubic&scale=2.5", _png(a))
+        assert r.headers["X-Srkit-Output-Size"] == "28x32" and r.headers["X-Srkit-Model"] == "bicubic"
+        out = _decode(r.read())
+        assert json.load(urllib.request.urlopen(url + "api/health"))["loaded"] == []  # not in the LRU cache
+    expected = imresize(to_tensor(a), size=(32, 28)).clamp(0, 1)[0].permute(1, 2, 0).mul(255).round().byte().numpy()
+    np.testing.assert_array_equal(out, expected)
+    with running([DEFAULT], bicubic=False) as url:
+        names = [m["name"] for m in json.load(urllib.request.urlopen(url + "api/models"))["models"]]
+    assert names == [DEFAULT]
+
+
+@pytest.mark.parametrize("kind", ["gray", "gray+alpha", "rgb16", "palette"])
+def test_image_kinds_equal_srkit_upscale(tmp_path, tiny_model, kind) -> None:
+    """Whatever the file holds (gray, gray + alpha, 16 bit, palette), the server answers the PNG that
+    ``srkit upscale`` writes for it with the same model."""
+    from srkit.cli import main
+    from srkit.data.io import load_image
+
+    rng = np.random.default_rng(11)
+    src = tmp_path / "in.png"
+    if kind == "gray":
+        Image.fromarray(rng.integers(0, 256, (9, 7), dtype=np.uint8), "L").save(src)
+    elif kind == "gray+alpha":
+        Image.fromarray(rng.integers(0, 256, (9, 7, 2), dtype=np.uint8), "LA").save(src)
+    elif kind == "rgb16":
+        from srkit.data.io import write_image
+
+        write_image(src, rng.integers(0, 65536, (9, 7, 3), dtype=np.uint16))
+    else:
+        Image.fromarray(rng.integers(0, 256, (9, 7, 3), dtype=np.uint8)).quantize(16).save(src)
+    assert main(["upscale", str(src), "-o", str(tmp_path / "cli.png"), "--model", str(tiny_model),
+                 "--device", "cpu"]) == 0
+    with running([str(tiny_model)]) as url:
+        (tmp_path / "web.png").write_bytes(_post(url + "api/upscale?model=tiny", src.read_bytes()).read())
+    cli, web = load_image(tmp_path / "cli.png"), load_image(tmp_path / "web.png")
+    assert (web.mode, web.bit_depth, web.array.shape) == (cli.mode, cli.bit_depth, cli.array.shape)
+    assert web.array.shape[:2] == (18, 14)
+    np.testing.assert_array_equal(web.array, cli.array)
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -371,7 +422,7 @@ def test_cli_serve_prints_the_url_and_stops_on_ctrl_c(tiny_model) -> None:
         line = proc.stdout.readline()
         assert line.startswith("srkit: serving on http://127.0.0.1:"), line + proc.stderr.read()
         url = line.split()[3]
-        assert json.load(urllib.request.urlopen(url + "api/health", timeout=20))["models"] == 1
+        assert json.load(urllib.request.urlopen(url + "api/health", timeout=20))["models"] == 2  # + bicubic
         r = _post(url + "api/upscale", _png(_rgb(5, 4)))
         assert _decode(r.read()).shape == (10, 8, 3)
         proc.send_signal(signal.SIGINT)

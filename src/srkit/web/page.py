@@ -4,8 +4,9 @@ external resources, since the server may run without internet access).
 The page reads ``/api/models``, lets the user pick a model and a scale (a list for fixed-scale models, any
 number in the range for continuous-scale ones such as LIIF), takes an image from the file picker, a drop or
 the clipboard, posts it to ``/api/upscale`` as ``multipart/form-data`` (field ``file``), and shows the result
-next to the input with a before/after slider (the input under the slider is scaled by the browser, smooth or
-pixelated), the time the server took, the sizes, and a download link. Error answers (``{"error": ...}``) are
+next to the input with a before/after slider over MATLAB bicubic (a second request to the built-in ``bicubic``
+model) or over the input scaled by the browser (smooth or pixelated), the time the server took, the sizes, and
+a download link. Error answers (``{"error": ...}``) are
 shown as they come.
 
 It is kept as a Python string so that it ships inside the package without package-data configuration.
@@ -116,13 +117,16 @@ footer { color: var(--muted); font-size: 12px; }
   <div class="tools">
     <span>Zoom <select id="zoom"><option value="fit">fit</option><option value="1">100%</option>
       <option value="2">200%</option><option value="4">400%</option></select></span>
-    <span><label style="display:inline;font-weight:400"><input type="checkbox" id="pix"> show the input's pixels
-      (nearest) instead of smooth browser scaling</label></span>
+    <span>Compare with <select id="cmp">
+      <option value="bicubic">bicubic (MATLAB, computed by the server)</option>
+      <option value="smooth">the input, scaled by the browser</option>
+      <option value="nearest">the input's pixels (nearest)</option></select></span>
+    <span id="cmpinfo" class="hint"></span>
   </div>
   <div id="viewer"><div id="stage">
     <img id="after" alt="upscaled result">
-    <img id="before" alt="input, scaled by the browser">
-    <div id="handle"></div><span class="tag" id="tagl">input (browser-scaled)</span><span class="tag" id="tagr">srkit</span>
+    <img id="before" alt="the input, enlarged for comparison">
+    <div id="handle"></div><span class="tag" id="tagl">input</span><span class="tag" id="tagr">srkit</span>
   </div></div>
   <input type="range" id="split" min="0" max="100" value="50" step="0.1" aria-label="before/after split">
   <div class="pair">
@@ -135,7 +139,7 @@ footer { color: var(--muted); font-size: 12px; }
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
-let models = [], limits = {}, file = null, inURL = null, outURL = null, outW = 0, outH = 0;
+let models = [], limits = {}, file = null, inURL = null, outURL = null, bicURL = null, outW = 0, outH = 0, runId = 0;
 
 function showError(msg) { const e = $("error"); e.textContent = msg; e.style.display = msg ? "block" : "none"; }
 function fmtBytes(n) { return n < 1024 ? n + " B" : n < 1048576 ? (n / 1024).toFixed(1) + " KiB" : (n / 1048576).toFixed(2) + " MiB"; }
@@ -249,16 +253,51 @@ async function submit(ev) {
     $("r-bytes").textContent = fmtBytes(blob.size) + " PNG";
     const name = ((resp.headers.get("Content-Disposition") || "").match(/filename="([^"]+)"/) || [])[1] || "result.png";
     const dl = $("download"); dl.href = outURL; dl.download = name;
-    $("after").src = outURL; $("before").src = inURL; $("in-small").src = inURL; $("out-small").src = outURL;
+    $("after").src = outURL; $("in-small").src = inURL; $("out-small").src = outURL;
+    $("tagr").textContent = h("X-Srkit-Model");
     $("cap-in").textContent = "input " + h("X-Srkit-Input-Size"); $("cap-out").textContent = "result " + h("X-Srkit-Output-Size");
     $("result").style.display = "block";
     layout(); setSplit(50);
     $("status").textContent = "done in " + total.toFixed(2) + " s";
+    fetchBicubic(m, scale, ++runId);
   } catch (e) {
     showError(e.message); $("status").textContent = "";
   } finally {
     clearInterval(timer); $("go").disabled = false;
   }
+}
+
+// The "before" layer: MATLAB bicubic from the server's built-in "bicubic" model when it is offered (a second,
+// cheap request), else the input scaled by the browser.
+async function fetchBicubic(m, scale, id) {
+  if (bicURL) { URL.revokeObjectURL(bicURL); bicURL = null; }
+  const offered = models.some((x) => x.name === "bicubic") && m.name !== "bicubic";
+  const opt = $("cmp").querySelector("option[value=bicubic]");
+  opt.disabled = !offered;
+  if (!offered && $("cmp").value === "bicubic") $("cmp").value = "smooth";
+  showBefore();
+  if (!offered) return;
+  $("cmpinfo").textContent = "computing bicubic…";
+  try {
+    const fd = new FormData(); fd.append("file", file, file.name || "pasted.png");
+    const resp = await fetch("/api/upscale?model=bicubic&scale=" + encodeURIComponent(scale), { method: "POST", body: fd });
+    if (!resp.ok) throw new Error(await errorText(resp));
+    const blob = await resp.blob();
+    if (id !== runId) return;  // a newer result replaced this one
+    bicURL = URL.createObjectURL(blob);
+    $("cmpinfo").textContent = "";
+  } catch (e) {
+    if (id === runId) $("cmpinfo").textContent = "bicubic unavailable (" + e.message + "); showing the input";
+  }
+  showBefore();
+}
+
+function showBefore() {
+  const mode = $("cmp").value, b = $("before");
+  const bic = mode === "bicubic" && bicURL;
+  b.src = bic ? bicURL : inURL;
+  b.classList.toggle("pixelated", mode === "nearest");
+  $("tagl").textContent = bic ? "bicubic" : mode === "nearest" ? "input (nearest)" : "input (browser-scaled)";
 }
 
 function layout() {
@@ -294,7 +333,7 @@ document.addEventListener("paste", (e) => {
 });
 $("split").addEventListener("input", (e) => setSplit(parseFloat(e.target.value)));
 $("zoom").addEventListener("change", layout);
-$("pix").addEventListener("change", (e) => $("before").classList.toggle("pixelated", e.target.checked));
+$("cmp").addEventListener("change", showBefore);
 window.addEventListener("resize", layout);
 const stage = $("stage");
 stage.addEventListener("pointerdown", (e) => { stage.setPointerCapture(e.pointerId); dragAt(e); });

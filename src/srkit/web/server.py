@@ -64,6 +64,8 @@ DEFAULT_MAX_QUEUE = 4
 _CHUNK = 1 << 16
 _DRAIN_BYTES = 64 * 1024**2  # an unread body up to this size is read and dropped so the client sees the answer
 _DRAIN_SECONDS = 10.0
+BICUBIC = "bicubic"
+"""Name of the built-in baseline: MATLAB bicubic (:func:`srkit.imresize`), as ``srkit eval --model bicubic``."""
 _NO_REFERENCE = ("{name} is reference-based (it needs a reference image as well as the input); the web app does "
                  "not take a reference image yet: use `srkit upscale INPUT --ref REF -o OUT --model {name}`")
 
@@ -90,7 +92,7 @@ class ModelEntry:
     target: str
     """What :func:`srkit.inference.load` is given (zoo name or file path)."""
     source: str
-    """``"zoo"`` or ``"file"``."""
+    """``"zoo"``, ``"file"`` or ``"builtin"`` (bicubic)."""
     arch: str
     descriptor: Any  # srkit.descriptor.ModelDescriptor
     params: int | None
@@ -183,8 +185,37 @@ def describe_model(target: str, name: str | None = None) -> ModelEntry:
     )
 
 
-def collect_models(targets: list[str] | None = None) -> list[ModelEntry]:
-    """The models to offer: ``targets`` (zoo names or model files, each checked now), or the whole zoo.
+def bicubic_entry() -> ModelEntry:
+    """The built-in ``bicubic`` model: MATLAB bicubic upscaling, the baseline (and the page's comparison)."""
+    from ..descriptor import ModelDescriptor
+
+    return ModelEntry(
+        name=BICUBIC, target=BICUBIC, source="builtin", arch=BICUBIC,
+        descriptor=ModelDescriptor(arch=BICUBIC, scale_range=(1.0, 64.0), receptive_field=2, supports_half=False,
+                                   supports_bfloat16=False),
+        params=0, metrics=None,
+        description="MATLAB bicubic (srkit.imresize), the baseline SR models are compared with; any scale x1-x64",
+    )
+
+
+def _bicubic_upscaler(entry: ModelEntry) -> Any:
+    """An :class:`Upscaler` whose "network" is MATLAB bicubic, so gray, alpha and 16-bit are handled as for
+    any model. Untiled on the CPU: the result is exactly ``imresize`` of the whole float image."""
+    import torch
+
+    from ..data.resize import imresize
+    from ..inference import Upscaler
+
+    class Bicubic(torch.nn.Module):
+        def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+            return imresize(x, size=size)
+
+    return Upscaler(Bicubic(), entry.descriptor, device="cpu", tile=0, name=entry.name)
+
+
+def collect_models(targets: list[str] | None = None, bicubic: bool = True) -> list[ModelEntry]:
+    """The models to offer: ``targets`` (zoo names or model files, each checked now), or the whole zoo; then
+    the built-in ``bicubic`` (when ``bicubic`` is true and no other model has that name).
 
     With explicit targets any unreadable one raises :class:`SrkitError` (the server does not start); zoo
     models that cannot be read are skipped with a warning on stderr. Names that collide (two files with the
@@ -205,19 +236,21 @@ def collect_models(targets: list[str] | None = None) -> list[ModelEntry]:
             e = describe_model(t)
             e.name = unique(e.name)
             entries.append(e)
-        return entries
-    from .. import zoo
+    else:
+        from .. import zoo
 
-    for name in zoo.list_models():
-        try:
-            e = describe_model(name)
-        except SrkitError as err:
-            print(f"srkit serve: warning: skipping zoo model {name}: {err}", file=sys.stderr)
-            continue
-        e.name = unique(name)
-        entries.append(e)
-    if not entries:
-        raise SrkitError("no models to serve: the zoo is empty; name model files with --model")
+        for name in zoo.list_models():
+            try:
+                e = describe_model(name)
+            except SrkitError as err:
+                print(f"srkit serve: warning: skipping zoo model {name}: {err}", file=sys.stderr)
+                continue
+            e.name = unique(name)
+            entries.append(e)
+        if not entries:
+            raise SrkitError("no models to serve: the zoo is empty; name model files with --model")
+    if bicubic and BICUBIC not in names:
+        entries.append(bicubic_entry())
     return entries
 
 
@@ -280,6 +313,7 @@ class App:
 
         self.default_model = DEFAULT_MODEL if DEFAULT_MODEL in self.models else models[0].name
         self._cache: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self._bicubic: Any = None
         self._lock = threading.Lock()  # one inference (and model load) at a time: memory stays bounded
         self._count_lock = threading.Lock()
         self._pending = 0  # requests running or waiting for _lock
@@ -346,6 +380,10 @@ class App:
     # --------------------------------------------------------------------------------------- inference
     def _upscaler(self, entry: ModelEntry) -> Any:
         """The cached Upscaler of ``entry`` (call with ``_lock`` held)."""
+        if entry.source == "builtin":  # bicubic: nothing to load, kept outside the cache
+            if self._bicubic is None:
+                self._bicubic = _bicubic_upscaler(entry)
+            return self._bicubic
         up = self._cache.get(entry.name)
         if up is not None:
             self._cache.move_to_end(entry.name)
@@ -827,19 +865,21 @@ def make_server(
     host: str = "127.0.0.1",
     port: int = 8000,
     config: ServerConfig | None = None,
+    bicubic: bool = True,
 ) -> SrkitServer:
-    """Build (bind, not start) a server offering ``models`` (zoo names or model files; None: the whole zoo).
+    """Build (bind, not start) a server offering ``models`` (zoo names or model files; None: the whole zoo)
+    and, with ``bicubic``, the built-in MATLAB bicubic baseline.
 
     Call ``serve_forever()`` on the result (in a thread for tests, with ``port=0`` for a free port), then
     ``shutdown()`` and ``server_close()``. Raises :class:`SrkitError` for unreadable models or an address that
     cannot be bound.
     """
-    app = App(collect_models(models), config)
+    app = App(collect_models(models, bicubic=bicubic), config)
     try:
         return SrkitServer((host.strip("[]"), port), app)
     except OSError as e:
         raise SrkitError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
-__all__ = ["App", "HttpError", "ModelEntry", "ServerConfig", "SrkitServer", "UpscaleResult", "collect_models",
-           "describe_model", "make_server", "parse_multipart"]
+__all__ = ["BICUBIC", "App", "HttpError", "ModelEntry", "ServerConfig", "SrkitServer", "UpscaleResult",
+           "bicubic_entry", "collect_models", "describe_model", "make_server", "parse_multipart"]
