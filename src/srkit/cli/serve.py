@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--model", action="extend", nargs="+", default=None, metavar="NAME_OR_FILE",
                    help="zoo names or srkit model files to offer (default: every zoo model)")
+    p.add_argument("--no-bicubic", action="store_true",
+                   help="do not offer the built-in 'bicubic' model (MATLAB bicubic, the baseline the page compares "
+                   "with)")
     p.add_argument("--max-upload-mb", type=_megabytes, default=50.0, metavar="N",
                    help="largest upload in MiB (default 50); larger requests get 413 before their body is read")
     p.add_argument("--max-pixels", type=_positive_int, default=25_000_000, metavar="N",
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         max_output_pixels=args.max_output_pixels, cache_size=args.cache, max_queue=args.max_queue,
         quiet=args.quiet,
     )
-    server = make_server(args.model, host=args.host, port=args.port, config=config)
+    server = make_server(args.model, host=args.host, port=args.port, config=config, bicubic=not args.no_bicubic)
     app = server.app
     print(f"srkit: serving {len(app.models)} model(s) ({', '.join(app.models)}) with {torch.get_num_threads()} "
           f"CPU thread(s)", file=sys.stderr)
