@@ -265,9 +265,9 @@ def test_error_cases_answer_json_and_the_server_survives(reference) -> None:
         up = url + "api/upscale"
         code, msg, _ = _error(up, b"\x00garbage, not an image" * 5, **ok)
         assert code == 400 and msg == "cannot read the uploaded image: not a recognised image file"
-        body, ctype = _multipart(png[: len(png) // 2], filename="cut.png")  # a truncated PNG
+        body, ctype = _multipart(png[: len(png) // 2], filename="coupé.png")  # a truncated PNG, a UTF-8 name
         code, msg, _ = _error(up, body, **{"Content-Type": ctype})
-        assert code == 400 and "cut.png" in msg and "truncated or corrupt" in msg and "/tmp" not in msg
+        assert code == 400 and "'coupé.png'" in msg and "truncated or corrupt" in msg and "/tmp" not in msg
         body, ctype = _multipart(png, field="image")
         assert _error(up, body, **{"Content-Type": ctype})[:2] == (
             400, "the multipart upload has no 'file' field (send the image as file=@IMAGE)")

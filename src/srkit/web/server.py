@@ -46,7 +46,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from ..errors import SrkitError
 
@@ -64,6 +64,7 @@ DEFAULT_MAX_QUEUE = 4
 _CHUNK = 1 << 16
 _DRAIN_BYTES = 64 * 1024**2  # an unread body up to this size is read and dropped so the client sees the answer
 _DRAIN_SECONDS = 10.0
+_HEADER_SAFE = "-._~+!$&'()*,;=:@/ "  # header values are latin-1; a model name beyond ASCII is percent-encoded
 BICUBIC = "bicubic"
 """Name of the built-in baseline: MATLAB bicubic (:func:`srkit.imresize`), as ``srkit eval --model bicubic``."""
 _NO_REFERENCE = ("{name} is reference-based (it needs a reference image as well as the input); the web app does "
@@ -314,6 +315,7 @@ class App:
         self.default_model = DEFAULT_MODEL if DEFAULT_MODEL in self.models else models[0].name
         self._cache: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._bicubic: Any = None
+        self._loaded: tuple[str, ...] = ()  # names in the cache, for /api/health without taking the lock
         self._lock = threading.Lock()  # one inference (and model load) at a time: memory stays bounded
         self._count_lock = threading.Lock()
         self._pending = 0  # requests running or waiting for _lock
@@ -333,7 +335,7 @@ class App:
 
         device = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
         return {"status": "ok", "version": __version__, "models": len(self.models),
-                "default_model": self.default_model, "loaded": list(self._cache), "busy": self._pending > 0,
+                "default_model": self.default_model, "loaded": list(self._loaded), "busy": self._pending > 0,
                 "pending": self._pending, "served": self.served, "uptime_seconds": round(time.time() - self.started, 1),
                 "device": device, "threads": torch.get_num_threads(), "limits": self.limits()}
 
@@ -387,15 +389,18 @@ class App:
         up = self._cache.get(entry.name)
         if up is not None:
             self._cache.move_to_end(entry.name)
+            self._loaded = tuple(self._cache)
             return up
         while len(self._cache) >= self.config.cache_size:
             self._cache.popitem(last=False)  # drop the least recently used before loading the next
+        self._loaded = tuple(self._cache)
         from ..inference import load
 
         c = self.config
         up = load(entry.target, device=c.device, max_memory=c.max_memory, tile=c.tile)
         up.name = entry.name
         self._cache[entry.name] = up
+        self._loaded = tuple(self._cache)
         return up
 
     @contextlib.contextmanager
@@ -542,7 +547,8 @@ def parse_multipart(body: bytes, content_type: str, field_name: str = "file") ->
         nxt = body.find(b"\r\n" + delim, head_end + 4)
         if nxt < 0:
             raise HttpError(400, "malformed multipart body: a part has no closing boundary (truncated upload?)")
-        headers = body[start:head_end].decode("latin-1").strip("\r\n").split("\r\n")
+        # browsers send the part headers (the file name) as raw UTF-8
+        headers = body[start:head_end].decode("utf-8", "replace").strip("\r\n").split("\r\n")
         disposition = next((h.split(":", 1)[1].strip() for h in headers
                             if h.lower().startswith("content-disposition:")), "")
         if _header_param(disposition, "name", "content-disposition") == field_name:
@@ -813,7 +819,7 @@ class Handler(BaseHTTPRequestHandler):
             "Content-Disposition": f'inline; filename="{r.filename}"',
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
-            "X-Srkit-Model": r.model,
+            "X-Srkit-Model": quote(r.model, safe=_HEADER_SAFE),
             "X-Srkit-Scale": f"{r.scale:g}",
             "X-Srkit-Seconds": f"{r.seconds:.3f}",
             "X-Srkit-Load-Seconds": f"{r.load_seconds:.3f}",
