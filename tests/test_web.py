@@ -332,16 +332,30 @@ def test_upload_size_checked_before_the_body_is_read() -> None:
         assert json.load(urllib.request.urlopen(url + "api/health"))["status"] == "ok"
 
 
-def test_reference_based_model_is_refused_plainly() -> None:
-    entry = ModelEntry(name="refnet", target="unused", source="file", arch="masa", params=None, metrics=None,
-                       descriptor=ModelDescriptor(arch="masa", scales=(4,), needs_ref=True), description="masa, x4")
-    server = SrkitServer(("127.0.0.1", 0), App([entry], ServerConfig(quiet=True)))
-    with running(server=server) as url:
-        listed = json.load(urllib.request.urlopen(url + "api/models"))["models"][0]
-        assert listed["needs_ref"] is True and listed["usable"] is False and "reference" in listed["note"]
-        code, msg, _ = _error(url + "api/upscale?model=refnet", _png(_rgb()), **{"Content-Type": "image/png"})
-    assert code == 422 and "reference-based" in msg and "does not take a reference image yet" in msg
-    assert "--ref" in msg
+def test_models_the_web_app_cannot_run_as_asked(tmp_path) -> None:
+    """Reference-based: 422 saying so; fixed-size: 422 naming the size; a broken file: 500 naming it."""
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+
+    def entry(name, target, **desc):
+        return ModelEntry(name=name, target=target, source="file", arch="x", params=None, metrics=None,
+                          descriptor=ModelDescriptor(arch="x", scales=(4,), **desc), description="x")
+
+    app = App([entry("refnet", "unused", needs_ref=True), entry("fixed", "unused", fixed_size=32),
+               entry("broken", str(broken))], ServerConfig(quiet=True))
+    with running(server=SrkitServer(("127.0.0.1", 0), app)) as url:
+        listed = {m["name"]: m for m in json.load(urllib.request.urlopen(url + "api/models"))["models"]}
+        assert listed["refnet"]["needs_ref"] is True and listed["refnet"]["usable"] is False
+        assert "reference" in listed["refnet"]["note"] and listed["fixed"]["fixed_size"] == 32
+        ok = {"Content-Type": "image/png"}
+        code, msg, _ = _error(url + "api/upscale?model=refnet", _png(_rgb()), **ok)
+        assert code == 422 and "reference-based" in msg and "does not take a reference image yet" in msg
+        assert "--ref" in msg
+        code, msg, _ = _error(url + "api/upscale?model=fixed", _png(_rgb(20, 24)), **ok)
+        assert code == 422
+        assert msg == "fixed takes exactly 32x32 images, not 24x20; resize or crop the uploaded image first"
+        code, msg, _ = _error(url + "api/upscale?model=broken", _png(_rgb()), **ok)
+        assert code == 500 and msg.startswith("cannot load model broken: ") and str(broken) in msg
 
 
 def test_internal_error_is_500_with_one_line(monkeypatch, capsys) -> None:

@@ -397,7 +397,10 @@ class App:
         from ..inference import load
 
         c = self.config
-        up = load(entry.target, device=c.device, max_memory=c.max_memory, tile=c.tile)
+        try:
+            up = load(entry.target, device=c.device, max_memory=c.max_memory, tile=c.tile)
+        except SrkitError as e:  # e.g. the file was replaced by a broken one since the server started
+            raise HttpError(500, f"cannot load model {entry.name}: {e}") from None
         up.name = entry.name
         self._cache[entry.name] = up
         self._loaded = tuple(self._cache)
