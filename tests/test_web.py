@@ -320,6 +320,10 @@ def test_upload_size_checked_before_the_body_is_read() -> None:
                                                   "Content-Type: image/png", "Expect: 100-continue"])
         assert status == 413 and "5,000,000,000 bytes is larger than this server's limit of 1,000" in doc["error"]
         assert seconds < 5
+        # the same without "Expect": the answer still comes before (and without) the body
+        status, doc, seconds = _raw_request(url, ["POST /api/upscale HTTP/1.1", "Host: x", "Content-Length: 5000000000",
+                                                  "Content-Type: image/png"], b"\x89PNG")
+        assert status == 413 and seconds < 5
         status, doc, _ = _raw_request(url, ["POST /api/upscale HTTP/1.1", "Host: x", "Content-Type: image/png"])
         assert status == 411 and "Content-Length" in doc["error"]
         status, doc, _ = _raw_request(url, ["POST /api/upscale HTTP/1.1", "Host: x", "Transfer-Encoding: chunked"],
