@@ -537,3 +537,30 @@ def test_fast_path_matmul_classifier_and_channels_last_match_the_plain_path():
         net.classifier.lastOut.bias.add_(torch.tensor([0.0, 0.0, 100.0]))  # weights changed: cache rebuilt
         a, ra = routed_upscale(net, lr)
         assert (ra.classes == 2).all()
+
+
+def test_hard_bias_dial_moves_patches_to_the_hard_branch_and_zero_is_the_paper_argmax():
+    from srkit.inference.classsr_routing import routed_upscale
+
+    torch.manual_seed(5)
+    net = archs.build("classsr", backbone="fsrcnn", widths=(8, 12, 16)).eval()
+    lr = torch.rand(1, 3, 61, 75) * torch.linspace(0, 1, 75) + torch.linspace(0, 0.5, 61)[:, None]
+    with torch.no_grad():
+        _, r0 = routed_upscale(net, lr, fast=False)
+        patches = torch.cat([lr[:, :, t : t + 32, l : l + 32] for t, l in r0.positions])
+        net.classifier.lastOut.bias.sub_(net.classify(patches).mean(dim=0))  # centred: mixed routes
+        logits = net.classify(patches)
+        _, r_paper = routed_upscale(net, lr)
+        assert torch.equal(r_paper.classes.flatten(), logits.argmax(dim=1))
+        hard = []
+        for bias in (0.0, 0.05, 0.2, 1e3):
+            net.hard_bias = bias
+            for fast in (True, False):
+                _, r = routed_upscale(net, lr, fast=fast)
+                expect = (logits + torch.tensor([0.0, 0.0, bias])).argmax(dim=1)
+                assert torch.equal(r.classes.flatten(), expect)
+            hard.append(int((r.classes == 2).sum()))
+        assert hard == sorted(hard) and hard[0] < hard[-1] == len(r0.positions)
+        out, cls = net.route(patches)  # the batch-of-patches entry point sees the dial too
+        assert (cls == 2).all()
+    assert "hard_bias" not in net.state_dict()

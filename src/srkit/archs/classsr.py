@@ -157,6 +157,11 @@ class ClassSR(nn.Module):
         counts of a whole image even when an upscaler feeds it in tiles."""
         self.train_branch: int | None = None
         """Training stage 1: when set (0, 1, 2), training-mode calls run only that branch."""
+        self.hard_bias: float = 0.0
+        """Test-time routing dial, not in the paper (0, the default, is the paper's argmax): added to the
+        hard-class logit before the argmax, so that a positive value sends borderline patches to bigger
+        branches (quality up, FLOPs up). Not saved with the weights; set it per run, calibrated on data that
+        is not the test set (``benchmarks/bench_classsr.py --calibrate-on``)."""
 
     @property
     def branches(self) -> list[nn.Module]:
@@ -165,6 +170,12 @@ class ClassSR(nn.Module):
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits (N, 3) of LR patches (N, 3, h, w) in [0, 1]."""
         return self.classifier(x)
+
+    def routing_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class logits as test-time routing sees them: :attr:`hard_bias` added to the hard class."""
+        if not self.hard_bias:
+            return logits
+        return logits + logits.new_tensor([0.0, 0.0, float(self.hard_bias)])
 
     def mix(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training pass: (soft mixture of the three branches' SR, class probabilities (N, 3))."""
@@ -179,7 +190,7 @@ class ClassSR(nn.Module):
         forces the route (values 0, 1, 2) instead of the classifier's argmax.
         """
         if classes is None:
-            classes = self.classifier(x).argmax(dim=1)
+            classes = self.routing_logits(self.classifier(x)).argmax(dim=1)
         n, c, h, w = x.shape
         out = x.new_empty(n, 3, h * self.scale, w * self.scale)
         for k, net in enumerate(self.branches):

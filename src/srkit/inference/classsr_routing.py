@@ -149,7 +149,8 @@ def routed_upscale(
         flat = flat.contiguous(memory_format=torch.channels_last)
     if classes is None:
         classify = _fast_classifier(net) if fast else net.classify
-        cls = torch.cat([classify(flat[i : i + 1024]).argmax(dim=1) for i in range(0, flat.shape[0], 1024)])
+        cls = torch.cat([net.routing_logits(classify(flat[i : i + 1024])).argmax(dim=1)
+                         for i in range(0, flat.shape[0], 1024)])
     else:
         cls = classes.reshape(-1).to(device=lr.device, dtype=torch.long)
         if cls.numel() != flat.shape[0]:
