@@ -564,3 +564,30 @@ def test_hard_bias_dial_moves_patches_to_the_hard_branch_and_zero_is_the_paper_a
         out, cls = net.route(patches)  # the batch-of-patches entry point sees the dial too
         assert (cls == 2).all()
     assert "hard_bias" not in net.state_dict()
+
+
+def test_cli_classsr_hard_bias_flag_changes_routes_and_rejects_other_models(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from srkit.cli import main
+
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal(128, 60, (40, 48, 3)), 0, 255).astype(np.uint8)
+    img[:, :24] = 120  # a flat half and a busy half
+    src = tmp_path / "in.png"
+    Image.fromarray(img).save(src)
+    outs = {}
+    for b in ("-100", "100"):
+        out = tmp_path / f"out{b}.png"
+        assert main(["upscale", str(src), "-o", str(out), "--model", "classsr-fsrcnn-x4", "--classsr-hard-bias", b]) == 0
+        outs[b] = np.asarray(Image.open(out))
+    assert outs["100"].shape == (160, 192, 3)
+    assert np.abs(outs["100"].astype(int) - outs["-100"].astype(int)).max() > 0  # all-hard vs never-hard routes
+    capsys.readouterr()
+    assert main(["upscale", str(src), "-o", str(tmp_path / "x.png"), "--model", "srkit-default",
+                 "--classsr-hard-bias", "0.3"]) == 1
+    assert "ClassSR models only" in capsys.readouterr().err
+    assert main(["eval", "--model", "bicubic", "--data", str(tmp_path), "--scale", "4",
+                 "--classsr-hard-bias", "0.3"]) == 1
+    assert "ClassSR models only" in capsys.readouterr().err

@@ -242,3 +242,14 @@ def describe(name: str, kw: Mapping[str, Any]) -> ModelDescriptor:
     sub = archs.describe(backbone, **branch_kwargs(backbone, widths[-1], scale, kw.get("backbone_args")))
     return ModelDescriptor(arch=name, scales=(scale,), receptive_field=int(kw["patch_size"]),
                            supports_half=sub.supports_half, supports_bfloat16=sub.supports_bfloat16)
+
+
+def set_hard_bias(net: nn.Module, value: float) -> None:
+    """Set :attr:`ClassSR.hard_bias` on ``net``; a clear error for networks that are not ClassSR."""
+    if not isinstance(net, ClassSR):
+        raise ConfigError(f"--classsr-hard-bias applies to ClassSR models only, not to {type(net).__name__}")
+    value = float(value)
+    if value != value or abs(value) == float("inf"):
+        raise ConfigError(f"classsr: hard_bias must be a finite number, got {value}")
+    net.hard_bias = value
+

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N images")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no per-image lines")
+    p.add_argument("--classsr-hard-bias", type=float, default=None, metavar="B",
+                   help="ClassSR models: add B to the hard-class logit before routing (0 = the paper's routing)")
     p.set_defaults(run=run)
 
 
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from ..errors import SrkitError
     from ..evaluate import evaluate
 
     scale = int(args.scale) if float(args.scale).is_integer() else args.scale
@@ -48,6 +51,16 @@ def run(args: argparse.Namespace) -> int:
 
             tqdm.write(f"{score.name:<24} {score.psnr:8.4f}  {score.ssim:.4f}", file=sys.stdout)
 
+    if args.classsr_hard_bias is not None:
+        from ..archs.classsr import set_hard_bias
+        from ..inference import load
+
+        if model == "bicubic":
+            raise SrkitError("--classsr-hard-bias applies to ClassSR models only, not to bicubic")
+        name = model
+        model = load(str(model))
+        model.name = str(name)
+        set_hard_bias(model.net, args.classsr_hard_bias)
     if not args.quiet:
         print(f"{'image':<24} {'PSNR':>8}  SSIM")
     result = evaluate(model, args.data, scale, preset=args.preset, progress=not args.quiet, on_image=show,

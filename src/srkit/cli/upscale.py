@@ -95,6 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--half", action="store_true", help="float16 on CUDA (ignored, with a warning, on CPU)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--classsr-hard-bias", type=float, default=None, metavar="B",
+                   help="ClassSR models: add B to the hard-class logit before routing (0 = the paper's routing; "
+                        "B > 0 sends borderline patches to the big branch: more PSNR, more FLOPs)")
     p.set_defaults(run=run)
 
 
@@ -164,6 +167,10 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         warnings.showwarning = lambda message, *a, **k: say(f"srkit: warning: {message}")
         up = upscaler_mod.load(args.model, device=device, half=half, max_memory=args.max_memory, tile=args.tile)
+        if args.classsr_hard_bias is not None:
+            from ..archs.classsr import set_hard_bias
+
+            set_hard_bias(up.net, args.classsr_hard_bias)
         scale = args.scale
         if scale is None and args.size is None:
             scale = up.default_scale
