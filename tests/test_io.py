@@ -296,8 +296,11 @@ def test_pixel_limit(tmp_path, monkeypatch):
     with pytest.raises(ImageReadError, match=r"bomb\.png: 100000x100000 = 10,000,000,000 pixels.*SRKIT_MAX_PIXELS"):
         read_image(bomb)
     small = write_image(tmp_path / "s.png", _rand(10, 20, 3))
-    with pytest.raises(ImageReadError, match="200 pixels exceeds the limit of 199"):
+    with pytest.raises(ImageReadError, match="200 pixels exceeds the limit of 199") as info:
         read_image(small, max_pixels=199)
+    from srkit.errors import ImageTooLargeError
+
+    assert isinstance(info.value, ImageTooLargeError)  # callers (the web server's 413) tell it apart by type
     assert read_image(small, max_pixels=200).shape == (10, 20, 3)
     monkeypatch.setenv("SRKIT_MAX_PIXELS", "150")
     with pytest.raises(ImageReadError, match="limit of 150"):

@@ -9,6 +9,10 @@ class ImageReadError(SrkitError):
     """A file that is missing, corrupt, or not an image."""
 
 
+class ImageTooLargeError(ImageReadError):
+    """An image whose pixel count exceeds the reader's limit (the decompression-bomb guard)."""
+
+
 class ConfigError(SrkitError):
     """An unknown, missing or mistyped configuration key or value."""
 

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
-from ..errors import ImageReadError, SrkitError
+from ..errors import ImageReadError, ImageTooLargeError, SrkitError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -154,7 +154,7 @@ def _open(path: Path, max_pixels: Optional[int]):
     w, h = im.size
     if limit is not None and w * h > limit:
         im.close()
-        raise ImageReadError(
+        raise ImageTooLargeError(
             f"cannot read image {path}: {w}x{h} = {w * h:,} pixels exceeds the limit of {limit:,} "
             f"(a guard against decompression bombs); raise it with max_pixels=... or "
             f"{MAX_PIXELS_ENV}=<pixels> ({MAX_PIXELS_ENV}=none disables it)"

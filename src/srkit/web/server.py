@@ -498,8 +498,9 @@ class App:
 
 
 def _too_many_pixels(e: Exception) -> bool:
-    # srkit.data.io raises one ImageReadError type for every failure; the pixel guard is told apart by its text.
-    return "exceeds the limit" in str(e)
+    from ..errors import ImageTooLargeError
+
+    return isinstance(e, ImageTooLargeError)
 
 
 def _base_name(filename: str | None) -> str | None:
