@@ -216,6 +216,7 @@ for _name, _module, _cls, _defaults, _fn in [
     ("dasr", "dasr", "DASR", {}, "srkit.archs.dasr:describe"),
     ("masa", "masa", "MASA", {}, "srkit.archs.masa:describe"),
     ("glean", "glean", "GLEAN", {}, "srkit.archs.glean:describe"),
+    ("crossmpi", "crossmpi", "CrossMPI", {}, "srkit.archs.crossmpi:describe"),
 ]:
     register(_name, f"srkit.archs.{_module}", _cls, _defaults, _fn)
 del _name, _module, _cls, _defaults, _fn

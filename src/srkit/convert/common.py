@@ -47,6 +47,7 @@ CONVERTERS: dict[str, str] = {
     "dasr": "srkit.convert.dasr:convert_dasr",
     "masa": "srkit.convert.masa:convert_masa",
     "glean": "srkit.convert.glean:convert_glean",
+    "crossmpi": "srkit.convert.crossmpi:convert_crossmpi",
 }
 
 # Wrapper keys of common training frameworks, in order of preference: EMA weights before raw ones
