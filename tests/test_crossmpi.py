@@ -1,0 +1,379 @@
+"""Cross-MPI: PIL-exact resampling, plane-sweep geometry, the network's structure and invariants, the converter."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from srkit import archs
+from srkit.archs import plane_sweep as ps
+from srkit.archs.crossmpi import (
+    Conv,
+    CrossMPI,
+    official_pil_downsample,
+    pil_bicubic_resize_uint8,
+    tf_name,
+    tf_variable_shapes,
+    upsample_lr,
+)
+from srkit.convert.common import convert_state_dict
+from srkit.convert.crossmpi import convert_npz, read_npz
+from srkit.errors import CheckpointError, SrkitError
+
+OFFICIAL_PARAMS = 3_807_627
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+# --- PIL bicubic on uint8 --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("src, dst", [((64, 128), (16, 32)), ((37, 53), (9, 13)), ((6, 12), (48, 96)),
+                                      ((30, 50), (60, 100)), ((17, 23), (17, 40))])
+def test_pil_bicubic_uint8_is_bit_exact(src, dst):
+    a = np.random.default_rng(sum(src + dst)).integers(0, 256, (*src, 3), dtype=np.uint8)
+    want = np.asarray(Image.fromarray(a).resize(dst[::-1], Image.BICUBIC))
+    got = pil_bicubic_resize_uint8(torch.from_numpy(a).permute(2, 0, 1)[None], dst)[0].permute(1, 2, 0).numpy()
+    assert got.shape == want.shape
+    assert np.array_equal(got, want)
+
+
+def test_official_downsample_matches_the_numpy_pil_recipe():
+    # The official img_pil_downsampling on [-1, 1] float32: truncation to uint8, PIL, back to [-1, 1].
+    x = torch.rand(2, 3, 32, 48) * 2 - 1
+    got = official_pil_downsample(x, 4)
+    for i in range(2):
+        arr = x[i].permute(1, 2, 0).numpy()
+        u8 = ((arr + 1) / 2.0 * 255.0).astype("uint8")
+        down = np.asarray(Image.fromarray(u8).resize((12, 8), Image.BICUBIC), dtype=np.float32) / 255.0 * 2 - 1
+        assert np.array_equal(got[i].permute(1, 2, 0).numpy(), down)
+
+
+def test_upsample_lr_is_pil_x8_on_uint8():
+    lr = torch.rand(1, 3, 5, 7)
+    got = upsample_lr(lr, 8)
+    u8 = (lr[0].permute(1, 2, 0).numpy() * 255.0).astype("uint8")
+    want = np.asarray(Image.fromarray(u8).resize((56, 40), Image.BICUBIC), dtype=np.float32) / 255.0
+    assert got.shape == (1, 3, 40, 56)
+    assert np.array_equal(got[0].permute(1, 2, 0).numpy(), want)
+
+
+# --- geometry ------------------------------------------------------------------------------------------------
+
+
+def test_inverse_depths_are_uniform_in_inverse_depth_and_far_first():
+    d = ps.inverse_depths(1.0, 100.0, 32)
+    assert len(d) == 32 and d[0] == 100.0 and d[-1] == 1.0
+    assert all(a > b for a, b in zip(d, d[1:]))
+    inv = np.diff(1.0 / np.array(d))
+    assert np.allclose(inv, inv[0], rtol=1e-9) and inv[0] > 0
+    assert np.isclose(inv[0], (1.0 - 0.01) / 31)
+    with pytest.raises(SrkitError, match="min_depth"):
+        ps.inverse_depths(5.0, 2.0, 4)
+
+
+def _rot(ax: float, ay: float, az: float) -> torch.Tensor:
+    cx, sx, cy, sy, cz, sz = math.cos(ax), math.sin(ax), math.cos(ay), math.sin(ay), math.cos(az), math.sin(az)
+    rx = torch.tensor([[1, 0, 0], [0, cx, -sx], [0, sx, cx]], dtype=torch.float64)
+    ry = torch.tensor([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]], dtype=torch.float64)
+    rz = torch.tensor([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]], dtype=torch.float64)
+    return rz @ ry @ rx
+
+
+def _k(f: float, cx: float, cy: float) -> torch.Tensor:
+    return torch.tensor([[f, 0, cx], [0, f, cy], [0, 0, 1]], dtype=torch.float64)
+
+
+def test_identity_pose_gives_identity_warps():
+    k = _k(60.0, 31.5, 23.5)
+    h = ps.plane_homographies(ps.inverse_depths(1, 100, 5), k, k, torch.eye(4, dtype=torch.float64))
+    assert h.shape == (1, 5, 3, 3)
+    assert torch.allclose(h, torch.eye(3, dtype=torch.float64).expand(1, 5, 3, 3), atol=1e-12)
+    img = torch.rand(2, 3, 48, 64)
+    psv = ps.plane_sweep_volume(img, ps.inverse_depths(1, 100, 5), torch.eye(4), k)
+    assert psv.shape == (2, 5, 3, 48, 64)
+    assert torch.allclose(psv, img[:, None].expand_as(psv), atol=1e-5)
+
+
+def test_homography_equals_pointwise_projection_and_relative_pose():
+    # The official warp back-projects each target pixel at depth d, applies the pose, projects with K_ref.
+    tgt_w2c = torch.eye(4, dtype=torch.float64)
+    tgt_w2c[:3, :3] = _rot(0.05, -0.1, 0.02)
+    tgt_w2c[:3, 3] = torch.tensor([0.3, -0.2, 0.1])
+    ref_w2c = torch.eye(4, dtype=torch.float64)
+    ref_w2c[:3, :3] = _rot(-0.02, 0.08, 0.01)
+    ref_w2c[:3, 3] = torch.tensor([-0.5, 0.1, 0.2])
+    pose = ps.relative_pose(tgt_w2c[:3], ref_w2c)
+    assert torch.allclose(pose @ tgt_w2c, ref_w2c, atol=1e-12)
+    k_t, k_r = _k(80.0, 40.0, 30.0), _k(120.0, 62.0, 41.0)
+    depths = [7.0, 2.5]
+    h = ps.plane_homographies(depths, k_t, k_r, pose)[0]
+    p = torch.tensor([[3.0, 5.0, 1.0], [70.0, 12.0, 1.0], [40.0, 59.0, 1.0]], dtype=torch.float64).t()
+    for i, d in enumerate(depths):
+        cam = torch.linalg.inv(k_t) @ p * d
+        ref_cam = pose[:3, :3] @ cam + pose[:3, 3:]
+        proj = k_r @ ref_cam
+        want = proj[:2] / proj[2:]
+        got = h[i] @ p
+        assert torch.allclose(got[:2] / got[2:], want, atol=1e-9)
+
+
+def _texture(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # Smooth but structured colour texture on the plane (world units), values in [0.1, 0.9].
+    r = 0.5 + 0.2 * torch.sin(2.1 * x + 0.3) + 0.2 * torch.cos(1.7 * y)
+    g = 0.5 + 0.4 * torch.sin(1.3 * x - 1.9 * y)
+    b = 0.5 + 0.2 * torch.cos(2.7 * x) * torch.sin(2.3 * y + 1.0) + 0.2 * torch.sin(0.9 * (x + y))
+    return torch.stack([r, g, b])
+
+
+def _render_plane(k: torch.Tensor, w2c: torch.Tensor, depth: float, h: int, w: int) -> torch.Tensor:
+    """Ray-cast the textured plane Z_world = depth into a camera (pixel centres at integers)."""
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                            indexing="ij")
+    pix = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(-1, 3).t()
+    rot, t = w2c[:3, :3], w2c[:3, 3:]
+    centre = -rot.t() @ t  # camera centre in world coordinates
+    rays = rot.t() @ torch.linalg.inv(k) @ pix
+    s = (depth - centre[2]) / rays[2]
+    pts = centre + rays * s
+    return _texture(pts[0], pts[1]).reshape(3, h, w).float()
+
+
+def test_plane_sweep_recovers_a_fronto_parallel_plane():
+    h, w = 48, 64
+    k = _k(50.0, 31.5, 23.5)
+    depths = ps.inverse_depths(1.0, 100.0, 8)
+    d0 = depths[5]  # a plane of the sweep, about 2.4 units away
+    tgt_w2c = torch.eye(4, dtype=torch.float64)  # the world is the target camera's frame
+    ref_w2c = torch.eye(4, dtype=torch.float64)
+    ref_w2c[:3, :3] = _rot(0.01, -0.03, 0.005)
+    ref_w2c[:3, 3] = torch.tensor([-0.25, 0.04, 0.02])
+    target = _render_plane(k, tgt_w2c, d0, h, w)
+    ref = _render_plane(k, ref_w2c, d0, h, w)[None]
+    psv = ps.plane_sweep_volume(ref, depths, ps.relative_pose(tgt_w2c, ref_w2c), k)[0]  # (D, 3, H, W)
+    # Valid region: target pixels whose plane point lands inside the reference at the true depth.
+    hom = ps.plane_homographies([d0], k, k, ps.relative_pose(tgt_w2c, ref_w2c))[0, 0]
+    pix = ps.pixel_grid(h, w) @ hom.t()
+    xy = pix[..., :2] / pix[..., 2:]
+    valid = (xy[..., 0] >= 0) & (xy[..., 0] <= w - 1) & (xy[..., 1] >= 0) & (xy[..., 1] <= h - 1)
+    assert valid.float().mean() > 0.6
+    errors = [(psv[i] - target).abs().mean(0)[valid].mean().item() for i in range(len(depths))]
+    assert errors[5] < 0.002, errors
+    assert min(e for i, e in enumerate(errors) if i != 5) > 10 * errors[5], errors
+    assert int(np.argmin(errors)) == 5
+    # Outside the reference the PSV holds the fill value (official: 0 in [-1, 1]).
+    far_outside = (xy[..., 0] < -1) | (xy[..., 0] > w) | (xy[..., 1] < -1) | (xy[..., 1] > h)
+    assert far_outside.any() and torch.all(psv[5][:, far_outside] == 0.5)
+
+
+def test_fill_half_equals_the_official_zero_padding_in_minus_one_one():
+    img = torch.rand(1, 3, 20, 30)
+    k = _k(30.0, 14.5, 9.5)
+    pose = torch.eye(4)
+    pose[0, 3] = 0.8
+    depths = [1.5, 4.0]
+    ours = ps.plane_sweep_volume(img, depths, pose, k)
+    official = ps.plane_sweep_volume(img * 2 - 1, depths, pose, k, fill=0.0)
+    assert torch.allclose(ours * 2 - 1, official, atol=1e-6)
+    # A half-pixel step past the border mixes the border pixel and the fill.
+    coords = torch.tensor([[[[-0.5, 4.0]]]])
+    got = ps.sample_bilinear(img, coords, fill=0.5)
+    assert torch.allclose(got[0, :, 0, 0], 0.5 * img[0, :, 4, 0] + 0.25, atol=1e-6)
+
+
+# --- network ---------------------------------------------------------------------------------------------------
+
+
+def _tiny(d: int = 4) -> CrossMPI:
+    torch.manual_seed(0)
+    return CrossMPI(num_planes=d).eval()
+
+
+def test_official_parameter_count():
+    with torch.device("meta"):
+        net = CrossMPI()
+    n = sum(p.numel() for p in net.parameters())
+    print(f"CrossMPI official configuration: {n} parameters")
+    # By hand: feature extractor 531,656; attention + guided upsampling 3,126,144; fusion 149,827.
+    assert sum(p.numel() for p in net.f_extract_net.parameters()) == 531_656
+    assert sum(p.numel() for p in net.net.parameters()) == 3_126_144
+    assert sum(p.numel() for p in net.fuse_part.parameters()) == 149_827
+    assert n == OFFICIAL_PARAMS
+
+
+def test_shapes_and_attention_sums_to_one():
+    net = _tiny(4)
+    lr_up, psv = torch.rand(2, 3, 64, 128), torch.rand(2, 4, 3, 64, 128)
+    with torch.no_grad():
+        out = net(lr_up, psv)
+    assert out.sr.shape == (2, 3, 64, 128) and out.hr_syn.shape == (2, 3, 64, 128)
+    assert out.init_syn.shape == (2, 3, 16, 32)
+    assert out.attention.shape == (2, 4, 64, 128) and out.init_attention.shape == (2, 4, 16, 32)
+    for a in (out.attention, out.init_attention):
+        assert a.min() >= 0
+        assert torch.allclose(a.sum(1), torch.ones(()), atol=1e-6)
+    assert 0 <= out.sr.min() and out.sr.max() <= 1  # tanh, mapped to [0, 1]
+    # hr_syn is a convex combination of the planes, init_syn of the shrunk planes.
+    assert torch.all(out.hr_syn >= psv.min(1).values - 1e-6) and torch.all(out.hr_syn <= psv.max(1).values + 1e-6)
+
+
+def test_identical_planes_give_that_image_back():
+    net = _tiny(4)
+    x = torch.rand(1, 3, 32, 64)
+    psv = x[:, None].expand(1, 4, 3, 32, 64).contiguous()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 32, 64), psv)
+    assert torch.allclose(out.hr_syn, x, atol=1e-6)
+    assert torch.allclose(out.init_syn, (official_pil_downsample(x * 2 - 1) + 1) / 2, atol=1e-6)
+
+
+def test_gradients_reach_every_parameter_and_no_two_aspp_merges():
+    net = CrossMPI(num_planes=3, feat_ch=16, att_ch=8, fuse_ch=8)
+    out = net(torch.rand(1, 3, 16, 32), torch.rand(1, 3, 3, 16, 32))
+    (out.sr.mean() + out.init_syn.mean() + out.hr_syn.mean()).backward()
+    assert all(p.grad is not None for p in net.parameters())
+    names = set(tf_variable_shapes())
+    # One shared 1x1 merge conv for the three ASPP steps (the official AUTO_REUSE of scope aspp0/co).
+    assert "f_extract_net/aspp0/co/weights" in names
+    assert not any(n.startswith(("f_extract_net/aspp1", "f_extract_net/aspp2")) for n in names)
+
+
+def test_tf_same_padding_of_strided_convs():
+    torch.manual_seed(1)
+    conv = Conv(2, 3, stride=2)
+    even = torch.rand(1, 2, 8, 10)
+    want = F.conv2d(F.pad(even, (0, 1, 0, 1)), conv.weight, conv.bias, stride=2)  # TF: extra pad bottom/right
+    assert torch.allclose(conv(even), want, atol=1e-6) and want.shape[-2:] == (4, 5)
+    odd = torch.rand(1, 2, 7, 9)
+    want = F.conv2d(F.pad(odd, (1, 1, 1, 1)), conv.weight, conv.bias, stride=2)
+    assert torch.allclose(conv(odd), want, atol=1e-6) and want.shape[-2:] == (4, 5)
+    dil = Conv(2, 2, dilation=8)
+    assert dil(even).shape == even.shape
+
+
+def test_input_errors_and_describe():
+    net = _tiny(4)
+    with pytest.raises(SrkitError, match="4 planes"):
+        net(torch.rand(1, 3, 16, 16), torch.rand(1, 5, 3, 16, 16))
+    with pytest.raises(SrkitError, match="multiples of 4"):
+        net(torch.rand(1, 3, 18, 16), torch.rand(1, 4, 3, 18, 16))
+    with pytest.raises(SrkitError, match="psv"):
+        net(torch.rand(1, 3, 16, 16), torch.rand(1, 4, 3, 16, 20))
+    d = archs.describe("crossmpi")
+    assert d.needs_ref and d.scales == (8,) and not d.continuous
+    assert archs.build("crossmpi", num_planes=4).num_planes == 4
+
+
+def test_super_resolve_with_identity_pose():
+    net = _tiny(4)
+    lr, ref = torch.rand(1, 3, 4, 8), torch.rand(1, 3, 32, 64)
+    k = _k(40.0, 31.5, 15.5)
+    with torch.no_grad():
+        out = net.super_resolve(lr, ref, torch.eye(4), k)
+    assert out.sr.shape == (1, 3, 32, 64)
+    # Same camera: every plane is the reference itself, so hr_syn is the reference.
+    assert torch.allclose(out.hr_syn, ref, atol=1e-4)
+
+
+# --- converter -------------------------------------------------------------------------------------------------
+
+
+def test_tf_names_of_the_official_checkpoint():
+    shapes = tf_variable_shapes()
+    assert len(shapes) == 238
+    assert shapes["f_extract_net/conv_in/weights"] == (3, 3, 3, 64)
+    assert shapes["f_extract_net/module0/aspp2/c3d8/weights"] == (3, 3, 64, 64)
+    assert shapes["f_extract_net/aspp0/co/weights"] == (1, 1, 192, 64)
+    assert shapes["f_extract_net/res0/co/biases"] == (64,)
+    assert shapes["f_extract_net/conv_out/weights"] == (1, 1, 64, 8)
+    assert shapes["net/attention_out_0/weights"] == (3, 3, 32, 64)
+    assert shapes["net/attention_out/weights"] == (1, 1, 64, 32)
+    assert shapes["net/guid_lv0_res/in/weights"] == (3, 3, 99, 64)
+    assert shapes["net/guid_lv0_res/b2/c3/biases"] == (64,)
+    assert shapes["net/guid_lv2_down/weights"] == (3, 3, 64, 64)
+    assert shapes["net/a_lv2_res0/in/weights"] == (3, 3, 32, 64)
+    assert shapes["net/a_lv0_res_com0/in/weights"] == (3, 3, 128, 64)
+    assert shapes["net/a_out1/weights"] == (1, 1, 64, 32)
+    assert shapes["fuse_part/conv1_1/weights"] == (3, 3, 64, 32)
+    assert shapes["fuse_part/conv2_1/b5/c2/weights"] == (3, 3, 32, 32)
+    assert shapes["fuse_part/sr_output/weights"] == (1, 1, 32, 3)
+    assert tf_name("net.guid_lv0_res.in.weight") == "net/guid_lv0_res/in/weights"
+
+
+def _random_npz(path, **kwargs) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    arrays = {k: rng.standard_normal(s).astype(np.float32) for k, s in tf_variable_shapes(**kwargs).items()}
+    np.savez(path, **arrays)
+    return arrays
+
+
+def test_convert_npz_round_trip(tmp_path):
+    f = tmp_path / "official.npz"
+    arrays = _random_npz(f)
+    conv = convert_npz(f)
+    assert conv.arch == "crossmpi"
+    assert conv.arch_kwargs == {"num_planes": 32, "feat_ch": 64, "att_ch": 64, "fuse_ch": 32}
+    sd = conv.net.state_dict()
+    assert len(sd) == len(arrays)
+    for key, t in sd.items():
+        a = torch.from_numpy(arrays[tf_name(key)])
+        assert torch.equal(t, a.permute(3, 2, 0, 1) if a.dim() == 4 else a), key
+    # One spot check written out by hand: HWIO [ky, kx, cin, cout] -> OIHW [cout, cin, ky, kx].
+    w = arrays["net/guid_lv0_res/in/weights"]
+    assert sd["net.guid_lv0_res.in.weight"][5, 98, 0, 2].item() == w[0, 2, 98, 5]
+    # The table of srkit.convert (what `srkit convert --arch crossmpi` runs) gives the same.
+    again = convert_state_dict(read_npz(f), "crossmpi")
+    assert set(again.state_dict) == set(sd) and torch.equal(again.state_dict["fuse_part.sr_output.weight"],
+                                                              sd["fuse_part.sr_output.weight"])
+    assert conv.descriptor.needs_ref and conv.descriptor.scales == (8,)
+
+
+def test_convert_infers_planes_and_widths_and_drops_bookkeeping(tmp_path):
+    f = tmp_path / "small.npz"
+    arrays = _random_npz(f, num_planes=4, feat_ch=16, att_ch=8, fuse_ch=8)
+    state = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    state["global_step"] = torch.tensor(302050)
+    state["net/a_out1/weights/Adam"] = torch.zeros(1)
+    conv = convert_state_dict(state, "crossmpi")
+    assert conv.arch_kwargs == {"num_planes": 4, "feat_ch": 16, "att_ch": 8, "fuse_ch": 8}
+    assert any("dropped 2" in n for n in conv.notes)
+    net = archs.build("crossmpi", **conv.arch_kwargs)
+    net.load_state_dict(conv.state_dict, strict=True)
+
+
+def test_convert_is_strict_about_names_and_shapes():
+    arrays = {k: torch.zeros(s) for k, s in tf_variable_shapes(num_planes=4).items()}
+    missing = dict(arrays)
+    del missing["fuse_part/conv2_1/b3/c1/biases"]
+    with pytest.raises(CheckpointError, match=r"missing variables: fuse_part/conv2_1/b3/c1/biases"):
+        convert_state_dict(missing, "crossmpi")
+    extra = dict(arrays, **{"net/conv9/weights": torch.zeros(3, 3, 4, 4)})
+    with pytest.raises(CheckpointError, match=r"unknown variables: net/conv9/weights"):
+        convert_state_dict(extra, "crossmpi")
+    wrong = dict(arrays, **{"net/a_out1/weights": torch.zeros(64, 4, 1, 1)})
+    with pytest.raises(CheckpointError, match=r"shape mismatches: net/a_out1/weights"):
+        convert_state_dict(wrong, "crossmpi")
+    with pytest.raises(CheckpointError, match="net/attention_out/biases"):
+        convert_state_dict({"foo/weights": torch.zeros(1)}, "crossmpi")
+    with pytest.raises(CheckpointError, match="by 8"):
+        convert_state_dict(arrays, "crossmpi", scale=4)
+
+
+def test_read_npz_refuses_garbage(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="bad.npz"):
+        read_npz(bad)
+    with pytest.raises(SrkitError, match="does not exist"):
+        read_npz(tmp_path / "nope.npz")
