@@ -60,6 +60,16 @@ def test_official_downsample_matches_the_numpy_pil_recipe():
         assert np.array_equal(got[i].permute(1, 2, 0).numpy(), down)
 
 
+def test_official_uint8_quirk_is_reproduced():
+    # Officially LR-up (v / 255) goes to [-1, 1] and back to uint8 by truncation in float32; levels 1..63
+    # come back one lower (e.g. 10 -> 9), higher levels and 0 survive. srkit does the same float32 steps.
+    levels = torch.tensor([0, 1, 10, 63, 64, 200, 255], dtype=torch.float32)
+    img = (levels / 255.0).reshape(-1, 1, 1, 1).expand(-1, 3, 8, 8)
+    got = official_pil_downsample(img * 2 - 1, 4)  # a flat image stays flat through the bicubic
+    back = torch.round((got[:, 0, 0, 0] + 1) / 2 * 255)
+    assert back.tolist() == [0, 0, 9, 62, 64, 200, 255]
+
+
 def test_upsample_lr_is_pil_x8_on_uint8():
     lr = torch.rand(1, 3, 5, 7)
     got = upsample_lr(lr, 8)
