@@ -55,6 +55,8 @@ from . import plane_sweep
 SCALE = 8
 LOWRES_FACTOR = 4
 """The attention is estimated at 1/4 of the output resolution (2x the LR)."""
+STAGES = ("lowres", "hr_syn", "full")
+"""How far :meth:`CrossMPI.run_stage` runs: the outputs of the three official training stages."""
 
 
 # --- PIL bicubic resampling of uint8 images, bit-exact ------------------------------------------------------
@@ -323,16 +325,18 @@ class CrossMPIOutput:
     """What :meth:`CrossMPI.forward` returns. Images are RGB in srkit's [0, 1] range (mapped from the
     official [-1, 1] by ``(v + 1) / 2``), NCHW; H x W is the output (HR) size, h x w = H/4 x W/4."""
 
-    sr: torch.Tensor
-    """(N, 3, H, W) super-resolved target view (the official ``sr_out``); None-free even in stage 2."""
-    hr_syn: torch.Tensor
-    """(N, 3, H, W) attention-weighted sum of the PSV planes (the official ``hr_syn``)."""
     init_syn: torch.Tensor
     """(N, 3, h, w) low-res synthesis from the 1/4 attention and the shrunk PSV (official ``init_syn``)."""
-    attention: torch.Tensor
-    """(N, D, H, W) plane weights (softmax over dim 1) that make ``hr_syn``."""
     init_attention: torch.Tensor
     """(N, D, h, w) low-res plane weights (softmax over dim 1) that make ``init_syn``."""
+    hr_syn: torch.Tensor | None = None
+    """(N, 3, H, W) attention-weighted sum of the PSV planes (the official ``hr_syn``); None only from
+    :meth:`CrossMPI.run_stage` ``"lowres"``."""
+    attention: torch.Tensor | None = None
+    """(N, D, H, W) plane weights (softmax over dim 1) that make ``hr_syn``; None as ``hr_syn``."""
+    sr: torch.Tensor | None = None
+    """(N, 3, H, W) super-resolved target view (the official ``sr_out``); None only from
+    :meth:`CrossMPI.run_stage` ``"lowres"`` and ``"hr_syn"``."""
 
 
 class CrossMPI(nn.Module):
@@ -379,6 +383,14 @@ class CrossMPI(nn.Module):
         The 1/4-resolution inputs of the attention branch (the official ``net_input_lowres``) are made
         inside, with :func:`official_pil_downsample` (no gradient flows through them, as officially).
         """
+        return self.run_stage(lr_up, psv, "full")
+
+    def run_stage(self, lr_up: torch.Tensor, psv: torch.Tensor, stage: str = "full") -> CrossMPIOutput:
+        """:meth:`forward` up to the output a training stage needs: ``"lowres"`` (official stage 1, only
+        ``init_syn``), ``"hr_syn"`` (stage 2, adds ``hr_syn``; the fusion net is not run, as with the
+        official ``--pretrain_hr_syn``) or ``"full"`` (everything, the same as :meth:`forward`)."""
+        if stage not in STAGES:
+            raise ConfigError(f"crossmpi: unknown stage {stage!r}; known: {', '.join(STAGES)}")
         n, c, hh, ww = lr_up.shape
         if c != 3 or psv.dim() != 5 or psv.shape[0] != n or psv.shape[2] != 3 or psv.shape[-2:] != lr_up.shape[-2:]:
             raise SrkitError(f"crossmpi expects lr_up (N, 3, H, W) and psv (N, D, 3, H, W) of the same N, H, W; "
@@ -399,12 +411,16 @@ class CrossMPI(nn.Module):
         v_low = v_low.reshape(n, d, 3, h, w)
         att_low = self.net.low_res_attention(f_lr, f_psv)
         init_syn = (att_low[:, :, None] * v_low).sum(dim=1)
+        out = CrossMPIOutput(init_syn=(init_syn + 1.0) / 2.0, init_attention=att_low)
+        if stage == "lowres":
+            return out
         guidance = torch.cat([x, v.reshape(n, d * 3, hh, ww)], dim=1)  # official net_input channel order
         att = self.net.upsample_attention(att_low, guidance)
         hr_syn = (att[:, :, None] * v).sum(dim=1)
-        sr = self.fuse_part(x, hr_syn)
-        return CrossMPIOutput(sr=(sr + 1.0) / 2.0, hr_syn=(hr_syn + 1.0) / 2.0, init_syn=(init_syn + 1.0) / 2.0,
-                              attention=att, init_attention=att_low)
+        out.hr_syn, out.attention = (hr_syn + 1.0) / 2.0, att
+        if stage == "full":
+            out.sr = (self.fuse_part(x, hr_syn) + 1.0) / 2.0
+        return out
 
     def super_resolve(self, lr: torch.Tensor, ref: torch.Tensor, pose: torch.Tensor, k_tgt: torch.Tensor,
                       k_ref: torch.Tensor | None = None, min_depth: float = plane_sweep.OFFICIAL_MIN_DEPTH,
