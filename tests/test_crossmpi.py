@@ -23,7 +23,7 @@ from srkit.archs.crossmpi import (
 )
 from srkit.convert.common import convert_state_dict
 from srkit.convert.crossmpi import convert_npz, read_npz
-from srkit.errors import CheckpointError, SrkitError
+from srkit.errors import CheckpointError, ConfigError, SrkitError
 
 OFFICIAL_PARAMS = 3_807_627
 
@@ -387,3 +387,163 @@ def test_read_npz_refuses_garbage(tmp_path):
         read_npz(bad)
     with pytest.raises(SrkitError, match="does not exist"):
         read_npz(tmp_path / "nope.npz")
+
+
+# --- training stages and losses (srkit.methods.crossmpi) -----------------------------------------------------
+
+
+def test_stages_stop_where_the_official_stages_stop():
+    net = CrossMPI(num_planes=3, feat_ch=16, att_ch=8, fuse_ch=8)
+    lr_up, psv = torch.rand(1, 3, 16, 32), torch.rand(1, 3, 3, 16, 32)
+    low = net(lr_up, psv, "lowres")
+    assert low.hr_syn is None and low.sr is None and low.init_syn.shape == (1, 3, 4, 8)
+    low.init_syn.sum().backward()
+    trained = {n.split(".")[0] + "." + n.split(".")[1] for n, p in net.named_parameters() if p.grad is not None}
+    assert trained == {"f_extract_net." + m for m in ("conv_in", "res_in", "module0", "aspp0", "res0", "conv_out")} | \
+        {f"net.attention_out{s}" for s in ("_0", "_1", "_2", "")}
+    net.zero_grad(set_to_none=True)
+    mid = net(lr_up, psv, "hr_syn")
+    assert mid.sr is None and mid.hr_syn.shape == (1, 3, 16, 32)
+    (mid.hr_syn.sum() + mid.init_syn.sum()).backward()
+    assert all(p.grad is None for p in net.fuse_part.parameters())
+    assert all(p.grad is not None for p in net.net.parameters())
+    with pytest.raises(Exception, match="unknown stage"):
+        net(lr_up, psv, "bogus")
+
+
+def test_loss_known_answers():
+    from srkit.methods.crossmpi import lowres_l2_loss, vgg_lowres_l1_loss
+
+    hr = torch.rand(1, 3, 16, 32) * 0.8
+    low = (official_pil_downsample(hr * 2 - 1) + 1) / 2
+    # tf.nn.l2_loss in [-1, 1]: an offset of 0.05 in [0, 1] is 0.1 there; half the sum of squares.
+    assert lowres_l2_loss(low + 0.05, hr).item() == pytest.approx(0.01 * low.numel() / 2, rel=1e-4)
+    terms = vgg_lowres_l1_loss(hr + 0.1, hr, low, None)
+    assert terms["p0"].item() == pytest.approx(25.5, rel=1e-5)  # 0..255 pixels
+    assert terms["p_lowres"].item() == pytest.approx(0.0, abs=1e-4)
+    terms = vgg_lowres_l1_loss(hr, hr, low + 0.2, None)
+    assert terms["p_lowres"].item() == pytest.approx(51.0, rel=1e-5)
+    assert terms["total"].item() == pytest.approx(0.01 * 51.0, rel=1e-5)
+
+
+def test_loss_vgg_divisors_and_average_pooling(tmp_path):
+    from srkit.methods.crossmpi import VGG_TERMS, LossVGG19, load_loss_vgg, vgg_lowres_l1_loss
+
+    assert dict(VGG_TERMS) == {"conv1_2": 2.6, "conv2_2": 4.8, "conv3_2": 3.7, "conv4_2": 5.6, "conv5_2": 0.15}
+    torch.manual_seed(0)
+    vgg = LossVGG19()
+    with torch.no_grad():
+        for p in vgg.parameters():
+            p.mul_(0.02)
+    torch.save(vgg.state_dict(), tmp_path / "vgg.pth")
+    loaded = load_loss_vgg(tmp_path / "vgg.pth")
+    a, b = torch.rand(1, 3, 36, 36), torch.rand(1, 3, 36, 36)  # 36 -> 18 -> 9 -> 5 (odd: TF SAME) -> 3
+    fa, fb = loaded(a * 255), loaded(b * 255)
+    assert [fa[n].shape[-1] for n, _ in VGG_TERMS] == [36, 18, 9, 5, 3]
+    terms = vgg_lowres_l1_loss(a, b, torch.rand(1, 3, 9, 9), loaded)
+    assert terms["p5"].item() == pytest.approx((fa["conv5_2"] - fb["conv5_2"]).abs().mean().item() * 10 / 1.5, rel=1e-5)
+    # TF "SAME" average pooling on an odd size averages only the pixels inside the image.
+    x = torch.arange(25.0).reshape(1, 1, 5, 5)
+    pooled = F.avg_pool2d(x, 2, 2, ceil_mode=True)
+    assert pooled[0, 0, 2, 2].item() == 24.0 and pooled[0, 0, 0, 2].item() == (4 + 9) / 2
+
+
+def test_matconvnet_vgg_file_is_read_like_the_official_loader(tmp_path):
+    import scipy.io
+
+    from srkit.methods.crossmpi import _MATCONVNET_INDEX, LossVGG19, load_loss_vgg
+
+    rng = np.random.default_rng(0)
+    own = LossVGG19().state_dict()
+    layers = np.empty((1, 31), dtype=object)
+    for i in range(31):
+        layers[0, i] = {"name": f"layer{i}", "type": "relu", "weights": np.empty((1, 0), dtype=object)}
+    for name, i in _MATCONVNET_INDEX.items():
+        o, c, kh, kw = own[f"{name}.weight"].shape
+        w = np.empty((1, 2), dtype=object)
+        w[0, 0] = rng.standard_normal((kh, kw, c, o)).astype(np.float32)  # HWIO as in the .mat
+        w[0, 1] = rng.standard_normal((o, 1)).astype(np.float32)
+        layers[0, i] = {"name": name, "type": "conv", "weights": w}
+    scipy.io.savemat(tmp_path / "vgg19.mat", {"layers": layers})
+    net = load_loss_vgg(tmp_path / "vgg19.mat")
+    w = layers[0, _MATCONVNET_INDEX["conv3_2"]]["weights"][0, 0]
+    assert torch.equal(net.conv3_2.weight, torch.from_numpy(w).permute(3, 2, 0, 1))
+    assert torch.equal(net.conv5_2.bias, torch.from_numpy(layers[0, 30]["weights"][0, 1].reshape(-1)))
+    scipy.io.savemat(tmp_path / "other.mat", {"something": np.zeros(3)})
+    with pytest.raises(CheckpointError, match="MatConvNet"):
+        load_loss_vgg(tmp_path / "other.mat")
+
+
+class _StereoPairs(torch.utils.data.Dataset):
+    """Tiny synthetic calibrated pairs: HR target, LR, HR reference, relative pose and intrinsics."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(i)
+        hr = torch.rand(3, 32, 64, generator=g)
+        pose = torch.eye(4)
+        pose[0, 3] = 0.05 * (i + 1)
+        return {"hr": hr, "lr": torch.rand(3, 4, 8, generator=g), "ref": torch.rand(3, 32, 64, generator=g),
+                "pose": pose, "k_tgt": torch.tensor([[40.0, 0, 31.5], [0, 40.0, 15.5], [0, 0, 1]])}
+
+
+def _method_cfg(out, stage, vgg=None):
+    from srkit.engine.config import from_dict
+
+    args = {"stage": stage}
+    if vgg:
+        args["vgg_weights"] = str(vgg)
+    return from_dict({
+        "name": f"crossmpi_{stage}", "seed": 0, "output_dir": str(out),
+        "model": {"arch": "crossmpi", "args": {"num_planes": 3, "feat_ch": 16, "att_ch": 8, "fuse_ch": 8}},
+        "method": {"name": "crossmpi", "args": args},
+        "data": {"train": ["unused"], "scale": 8, "patch_size": 64, "batch_size": 2, "augment": False, "val": None},
+        "train": {"steps": 2, "log_every": 1, "val_every": 100, "ckpt_every": 100, "tensorboard": False,
+                  "optimizer": {"lr": 2e-4, "betas": [0.9, 0.999]}, "schedule": {"name": "constant"}},
+    })
+
+
+def test_stages_train_through_the_engine(tmp_path):
+    import json
+
+    from srkit.engine import Trainer
+    from srkit.methods import get_method
+    from srkit.methods.crossmpi import CrossMPIMethod, LossVGG19
+    from srkit.model_file import load_model
+
+    assert get_method("crossmpi") is CrossMPIMethod
+    result = Trainer(_method_cfg(tmp_path / "s1", "lowres"), progress=False, train_set=_StereoPairs()).run()
+    assert result["step"] == 2
+    logs = [json.loads(line) for line in (tmp_path / "s1" / "log.jsonl").read_text().splitlines()]
+    assert [r for r in logs if "loss/l2" in r] and all(np.isfinite(r["loss/total"]) for r in logs if "loss/total" in r)
+    model = load_model(result["model_file"])
+    assert model.descriptor.needs_ref and model.descriptor.scales == (8,)
+
+    vgg = tmp_path / "vgg.pth"
+    torch.save(LossVGG19().state_dict(), vgg)
+    cfg = _method_cfg(tmp_path / "s3", "full", vgg)
+    cfg.model.init = str(result["model_file"])  # stages chain through model.init, as the official restores
+    result = Trainer(cfg, progress=False, train_set=_StereoPairs()).run()
+    logs = [json.loads(line) for line in (tmp_path / "s3" / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in logs if "loss/p5" in r]
+    assert steps and all(np.isfinite(r["loss/total"]) for r in steps)
+
+
+def test_method_config_errors(tmp_path):
+    from srkit.methods.crossmpi import CrossMPIMethod
+
+    cpu = torch.device("cpu")
+    with pytest.raises(ConfigError, match="vgg_weights"):
+        CrossMPIMethod(_method_cfg(tmp_path / "a", "full"), cpu).build()
+    with pytest.raises(ConfigError, match="stage must be one of lowres, hr_syn, full"):
+        CrossMPIMethod(_method_cfg(tmp_path / "b", "middle"), cpu).build()
+    method = CrossMPIMethod(_method_cfg(tmp_path / "c", "lowres"), cpu)
+    method.build()
+    with pytest.raises(SrkitError, match="missing \\['pose', 'k_tgt'\\]"):
+        method.training_step({"hr": torch.rand(1, 3, 32, 64), "lr": torch.rand(1, 3, 4, 8),
+                              "ref": torch.rand(1, 3, 32, 64)}, 0, "net")
+    # Validation without a second view: LR-up is every plane, so hr_syn is LR-up.
+    sr = method.infer(method.networks["net"], torch.rand(1, 3, 4, 8))
+    assert sr.shape == (1, 3, 32, 64)

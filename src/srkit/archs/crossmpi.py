@@ -369,7 +369,7 @@ class CrossMPI(nn.Module):
         self.net = GuidedAttention(num_planes, att_ch)
         self.fuse_part = FuseNet(fuse_ch)
 
-    def forward(self, lr_up: torch.Tensor, psv: torch.Tensor) -> CrossMPIOutput:
+    def forward(self, lr_up: torch.Tensor, psv: torch.Tensor, stage: str = "full") -> CrossMPIOutput:
         """Super-resolve the target view.
 
         Args:
@@ -380,15 +380,18 @@ class CrossMPI(nn.Module):
                 the order of :func:`srkit.archs.plane_sweep.inverse_depths` (farthest first), RGB in
                 [0, 1] with 0.5 outside the reference (:func:`srkit.archs.plane_sweep.plane_sweep_volume`).
 
+            stage: ``"full"`` (default) returns everything; the training stages ``"lowres"`` and
+                ``"hr_syn"`` stop early (see :meth:`run_stage`).
+
         The 1/4-resolution inputs of the attention branch (the official ``net_input_lowres``) are made
         inside, with :func:`official_pil_downsample` (no gradient flows through them, as officially).
         """
-        return self.run_stage(lr_up, psv, "full")
+        return self.run_stage(lr_up, psv, stage)
 
     def run_stage(self, lr_up: torch.Tensor, psv: torch.Tensor, stage: str = "full") -> CrossMPIOutput:
         """:meth:`forward` up to the output a training stage needs: ``"lowres"`` (official stage 1, only
         ``init_syn``), ``"hr_syn"`` (stage 2, adds ``hr_syn``; the fusion net is not run, as with the
-        official ``--pretrain_hr_syn``) or ``"full"`` (everything, the same as :meth:`forward`)."""
+        official ``--pretrain_hr_syn``) or ``"full"`` (everything). ``forward(lr_up, psv, stage)`` calls it."""
         if stage not in STAGES:
             raise ConfigError(f"crossmpi: unknown stage {stage!r}; known: {', '.join(STAGES)}")
         n, c, hh, ww = lr_up.shape
