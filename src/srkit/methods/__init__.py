@@ -19,6 +19,7 @@ METHODS: dict[str, str] = {
     "liif": "srkit.methods.liif:LIIFMethod",
     "dasr": "srkit.methods.dasr:DASRMethod",
     "masa": "srkit.methods.masa:MASAMethod",
+    "crossmpi": "srkit.methods.crossmpi:CrossMPIMethod",
 }
 
 
