@@ -547,3 +547,121 @@ def test_method_config_errors(tmp_path):
     # Validation without a second view: LR-up is every plane, so hr_syn is LR-up.
     sr = method.infer(method.networks["net"], torch.rand(1, 3, 4, 8))
     assert sr.shape == (1, 3, 32, 64)
+
+
+# --- the official graph, transliterated in NHWC with TF-named HWIO variables ------------------------------------
+
+
+def _tf_conv(x: torch.Tensor, var: dict, scope: str, stride: int = 1, rate: int = 1, act: str | None = "relu"):
+    """slim.conv2d(padding='SAME') in NHWC with the HWIO kernel ``scope/weights``, written as a sum of
+    shifted slices times (Cin, Cout) matrices (no torch conv, no transposition of the kernel)."""
+    w, b = var[f"{scope}/weights"], var[f"{scope}/biases"]
+    kh, kw = w.shape[:2]
+    pads = []
+    for n, k in ((x.shape[1], kh), (x.shape[2], kw)):
+        k_eff = (k - 1) * rate + 1
+        out = -(-n // stride)
+        total = max((out - 1) * stride + k_eff - n, 0)
+        pads.append((total // 2, total - total // 2, out))
+    (t, bt, ho), (l, r, wo) = pads
+    xp = F.pad(x, (0, 0, l, r, t, bt))
+    y = b.expand(x.shape[0], ho, wo, -1).clone()
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, i * rate: i * rate + stride * (ho - 1) + 1: stride, j * rate: j * rate + stride * (wo - 1) + 1: stride]
+            y = y + patch @ w[i, j]
+    return {"relu": torch.relu, "tanh": torch.tanh, None: lambda v: v}[act](y)
+
+
+def _official_graph(var: dict, lr_up: torch.Tensor, psv: torch.Tensor, n_planes: int) -> dict[str, torch.Tensor]:
+    """mpi.py attention_ref_sr + nets.py (dense ASPP, guided_att_hr_syn_net with lowres synthesis, nnup,
+    res_fuse_net) for which_model_predict='guided_nnup_denseASPP_lowres_image_psv_lowresL1', NHWC, [-1, 1]."""
+    def nhwc(t):
+        return t.permute(0, 2, 3, 1)
+
+    def down(t):  # tf.py_func(img_pil_downsampling, [t, 4.0])
+        return nhwc(official_pil_downsample(t.permute(0, 3, 1, 2)).to(t.dtype))
+
+    def f_extract(x):
+        s = "f_extract_net/"
+        net = _tf_conv(x, var, s + "conv_in")
+        net = net + _tf_conv(_tf_conv(net, var, s + "res_in/c1"), var, s + "res_in/c2")
+        aspp = net
+        for j in range(3):
+            c1 = _tf_conv(aspp, var, s + f"module0/aspp{j}/c1d1")
+            c2 = _tf_conv(aspp, var, s + f"module0/aspp{j}/c2d4", rate=4)
+            c3 = _tf_conv(aspp, var, s + f"module0/aspp{j}/c3d8", rate=8)
+            aspp = _tf_conv(torch.cat([c1, c2, c3], -1), var, s + "aspp0/co")
+            net = net + aspp
+        net = net + _tf_conv(_tf_conv(net, var, s + "res0/c1"), var, s + "res0/c2")
+        net = _tf_conv(net, var, s + "res0/co")
+        return _tf_conv(net, var, s + "conv_out", act=None)
+
+    def group(x, name):
+        m = _tf_conv(x, var, f"net/{name}/in")
+        for j in range(3):
+            m = m + _tf_conv(_tf_conv(_tf_conv(m, var, f"net/{name}/b{j}/c1"), var, f"net/{name}/b{j}/c2"),
+                             var, f"net/{name}/b{j}/c3")
+        return _tf_conv(m, var, f"net/{name}/out")
+
+    b, hh, ww = lr_up.shape[0], lr_up.shape[2], lr_up.shape[3]
+    h, w, n = hh // 4, ww // 4, n_planes
+    ref_image = nhwc(lr_up) * 2 - 1
+    planes = [nhwc(psv[:, i]) * 2 - 1 for i in range(n)]
+    net_input = torch.cat([ref_image] + planes, -1)
+    net_input_lowres = torch.cat([down(net_input[..., i * 3:(i + 1) * 3]) for i in range(n + 1)], -1)
+    f_lr = f_extract(net_input_lowres[..., :3])
+    f_lowres_psv = torch.stack([f_extract(net_input_lowres[..., (i + 1) * 3:(i + 2) * 3]) for i in range(n)], -1)
+    image_psv = net_input[..., 3:].reshape(b, hh, ww, n, 3).permute(0, 1, 2, 4, 3)
+    lowres_psv = net_input_lowres[..., 3:].reshape(b, h, w, n, 3).permute(0, 1, 2, 4, 3)
+    c = f_lr.shape[-1]
+    att = torch.matmul(f_lr.reshape(b * h * w, 1, c), f_lowres_psv.reshape(b * h * w, c, n)).reshape(b, h, w, n)
+    for k in range(3):
+        att = _tf_conv(att, var, f"net/attention_out_{k}")
+    att = torch.softmax(_tf_conv(att, var, "net/attention_out", act=None), -1).reshape(b * h * w, n)
+    lp = lowres_psv.reshape(b * h * w, 3, n)
+    init_syn = torch.stack([(lp[:, i, :] * att).sum(-1) for i in range(3)], -1).reshape(b, h, w, 3)
+    att = att.reshape(b, h, w, n)
+    g0 = group(net_input, "guid_lv0_res")
+    g1 = group(_tf_conv(g0, var, "net/guid_lv1_down", stride=2), "guid_lv1_res")
+    g2 = group(_tf_conv(g1, var, "net/guid_lv2_down", stride=2), "guid_lv2_res")
+    a = group(att, "a_lv2_res0")
+    a = group(torch.cat([a, g2], -1), "a_lv2_res_com2")
+    a = a.repeat_interleave(2, 1).repeat_interleave(2, 2)  # resize_images NEAREST to 2x
+    a = group(torch.cat([a, g1], -1), "a_lv1_res_com1")
+    a = a.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    a = group(torch.cat([a, g0], -1), "a_lv0_res_com0")
+    a = torch.softmax(_tf_conv(a, var, "net/a_out1", act=None), -1).reshape(b * hh * ww, n)
+    tp = image_psv.reshape(b * hh * ww, 3, n)
+    hr_syn = torch.stack([(tp[:, i, :] * a).sum(-1) for i in range(3)], -1).reshape(b, hh, ww, 3)
+    f = "fuse_part/"
+    f_lr_ = _tf_conv(ref_image, var, f + "in_f_lr")
+    net = _tf_conv(torch.cat([f_lr_, _tf_conv(hr_syn, var, f + "in_f_hr")], 3), var, f + "conv1_1")
+    for i in range(6):
+        net = net + _tf_conv(_tf_conv(net, var, f + f"conv2_1/b{i}/c1"), var, f + f"conv2_1/b{i}/c2")
+    net = f_lr_ + _tf_conv(net, var, f + "conv3_2")
+    net = _tf_conv(net, var, f + "conv4_1")
+    sr = _tf_conv(net, var, f + "sr_output", act="tanh")
+    return {"sr_out": sr, "hr_syn": hr_syn, "init_syn": init_syn}
+
+
+def test_converted_network_equals_the_transliterated_official_graph(tmp_path):
+    kw = {"num_planes": 3, "feat_ch": 16, "att_ch": 8, "fuse_ch": 8}
+    rng = np.random.default_rng(3)
+    arrays = {}
+    for k, s in tf_variable_shapes(**kw).items():
+        fan_in = int(np.prod(s[:-1])) if len(s) == 4 else 1
+        scale = math.sqrt(2.0 / fan_in) if len(s) == 4 else 0.05
+        arrays[k] = (rng.standard_normal(s) * scale).astype(np.float32)
+    np.savez(tmp_path / "tiny.npz", **arrays)
+    net = convert_npz(tmp_path / "tiny.npz").net
+    var = {k: torch.from_numpy(v).double() for k, v in arrays.items()}
+    g = torch.Generator().manual_seed(0)
+    lr_up, psv = torch.rand(2, 3, 16, 24, generator=g), torch.rand(2, 3, 3, 16, 24, generator=g)
+    with torch.no_grad():
+        ours = net.double()(lr_up.double(), psv.double())
+        ref = _official_graph(var, lr_up.double(), psv.double(), 3)
+    for name, mine in (("sr_out", ours.sr), ("hr_syn", ours.hr_syn), ("init_syn", ours.init_syn)):
+        official = (ref[name].permute(0, 3, 1, 2) + 1) / 2
+        assert official.std() > 1e-3, name  # the comparison is not between constants
+        assert torch.allclose(mine, official, atol=1e-10), (name, (mine - official).abs().max())

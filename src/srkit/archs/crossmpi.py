@@ -279,8 +279,8 @@ class GuidedAttention(nn.Module):
     def upsample_attention(self, att_low: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
         """(N, D, h, w) low-res weights and (N, 3 + 3D, 4h, 4w) guidance -> (N, D, 4h, 4w) softmax weights."""
         g0 = self.guid_lv0_res(guidance)
-        g1 = self.guid_lv1_res(self.guid_lv1_down(g0))
-        g2 = self.guid_lv2_res(self.guid_lv2_down(g1))
+        g1 = self.guid_lv1_res(F.relu(self.guid_lv1_down(g0)))
+        g2 = self.guid_lv2_res(F.relu(self.guid_lv2_down(g1)))
         a = self.a_lv2_res0(att_low)
         a = self.a_lv2_res_com2(torch.cat([a, g2], dim=1))
         a = F.interpolate(a, scale_factor=2, mode="nearest")
