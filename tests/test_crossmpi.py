@@ -202,6 +202,49 @@ def test_fill_half_equals_the_official_zero_padding_in_minus_one_one():
     assert torch.allclose(got[0, :, 0, 0], 0.5 * img[0, :, 4, 0] + 0.25, atol=1e-6)
 
 
+def _tf_resampler(img: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """tf.contrib.resampler's bilinear rule, NHWC: zero unless -1 < x < W and -1 < y < H, neighbours
+    outside the image count as zero."""
+    b, h, w, c = img.shape
+    x, y = coords[..., 0], coords[..., 1]
+    fx, fy = torch.floor(x), torch.floor(y)
+    dx, dy = fx + 1 - x, fy + 1 - y
+    out = torch.zeros(*x.shape, c, dtype=img.dtype)
+    for ox, oy, wgt in ((0, 0, dx * dy), (0, 1, dx * (1 - dy)), (1, 0, (1 - dx) * dy), (1, 1, (1 - dx) * (1 - dy))):
+        px, py = (fx + ox).long(), (fy + oy).long()
+        inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+        vals = img[torch.arange(b)[:, None, None], py.clamp(0, h - 1), px.clamp(0, w - 1)]
+        out = out + (wgt * inside)[..., None] * vals
+    valid = (x > -1) & (y > -1) & (x < w) & (y < h)
+    return out * valid[..., None]
+
+
+def test_psv_equals_the_official_projective_inverse_warp():
+    # geometry/projector.py plane_sweep: back-project target pixels at depth d with intrinsics[:, :3],
+    # apply the pose, project with intrinsics[:, 3:], divide by (z + 1e-10), resample the [-1, 1] image.
+    h, w = 24, 40
+    k_t, k_r = _k(35.0, 19.5, 11.5), _k(42.0, 21.0, 12.5)
+    pose = torch.eye(4, dtype=torch.float64)
+    pose[:3, :3] = _rot(0.03, -0.05, 0.02)
+    pose[:3, 3] = torch.tensor([-0.4, 0.1, 0.05])
+    depths = ps.inverse_depths(1.0, 100.0, 6)
+    img = torch.rand(1, 3, h, w, dtype=torch.float64)
+    ours = ps.plane_sweep_volume(img, depths, pose, k_t, k_r)
+    xs, ys = torch.meshgrid(torch.linspace(0, w - 1, w, dtype=torch.float64),
+                            torch.linspace(0, h - 1, h, dtype=torch.float64), indexing="xy")
+    pix = torch.stack([xs, ys, torch.ones_like(xs)]).reshape(3, -1)
+    k4 = torch.eye(4, dtype=torch.float64)
+    k4[:3, :3] = k_r
+    src = img.permute(0, 2, 3, 1) * 2 - 1
+    for i, d in enumerate(depths):
+        cam = torch.cat([torch.linalg.inv(k_t) @ pix * d, torch.ones(1, h * w, dtype=torch.float64)])
+        proj = k4 @ pose @ cam
+        coords = (proj[:2] / (proj[2:3] + 1e-10)).t().reshape(1, h, w, 2)
+        official = _tf_resampler(src, coords)
+        assert torch.allclose(ours[:, i].permute(0, 2, 3, 1) * 2 - 1, official, atol=1e-9), i
+    assert (ours == 0.5).any() and (ours != 0.5).any()
+
+
 # --- network ---------------------------------------------------------------------------------------------------
 
 
