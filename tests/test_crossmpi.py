@@ -265,6 +265,14 @@ def test_official_parameter_count():
     assert n == OFFICIAL_PARAMS
 
 
+def test_initialisation_is_tf_slims():
+    net = CrossMPI(num_planes=4)
+    w = net.net.guid_lv0_res.get_submodule("in").weight  # 3x3, 15 -> 64 channels
+    bound = math.sqrt(6.0 / (9 * 15 + 9 * 64))
+    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+    assert all(torch.all(m.bias == 0) for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+
+
 def test_shapes_and_attention_sums_to_one():
     net = _tiny(4)
     lr_up, psv = torch.rand(2, 3, 64, 128), torch.rand(2, 4, 3, 64, 128)

@@ -368,6 +368,11 @@ class CrossMPI(nn.Module):
         self.f_extract_net = FeatureExtractor(feat_ch)
         self.net = GuidedAttention(num_planes, att_ch)
         self.fuse_part = FuseNet(fuse_ch)
+        # TF-slim's conv2d initialisers: Glorot-uniform kernels (fans include the kernel area), zero biases.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d) and m.weight.device.type != "meta":
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def forward(self, lr_up: torch.Tensor, psv: torch.Tensor, stage: str = "full") -> CrossMPIOutput:
         """Super-resolve the target view.
