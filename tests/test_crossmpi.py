@@ -400,6 +400,24 @@ def test_convert_npz_round_trip(tmp_path):
     assert conv.descriptor.needs_ref and conv.descriptor.scales == (8,)
 
 
+def test_module_command_writes_a_loadable_model_file(tmp_path, capsys):
+    from srkit.convert.crossmpi import main
+    from srkit.model_file import load_model
+
+    f = tmp_path / "small.npz"
+    arrays = _random_npz(f, num_planes=4, feat_ch=16, att_ch=8, fuse_ch=8)
+    assert main([str(f), "-o", str(tmp_path / "m.safetensors")]) == 0
+    assert "m.safetensors" in capsys.readouterr().out
+    model = load_model(tmp_path / "m.safetensors")
+    assert model.descriptor.needs_ref and model.descriptor.scales == (8,)
+    assert main([str(f), "-o", str(tmp_path / "m.safetensors")]) == 1  # exists, no --force
+    assert "already exists" in capsys.readouterr().out
+    del arrays["net/a_out1/biases"]
+    np.savez(f, **arrays)
+    assert main([str(f), "-o", str(tmp_path / "n.safetensors")]) == 1
+    assert "missing variables: net/a_out1/biases" in capsys.readouterr().out
+
+
 def test_convert_infers_planes_and_widths_and_drops_bookkeeping(tmp_path):
     f = tmp_path / "small.npz"
     arrays = _random_npz(f, num_planes=4, feat_ch=16, att_ch=8, fuse_ch=8)

@@ -12,7 +12,9 @@ reader API is the same)::
     names = [n for n in reader.get_variable_to_shape_map() if n.startswith(scopes)]
     np.savez("crossmpi_official.npz", **{n: reader.get_tensor(n) for n in names})
 
-then ``srkit convert crossmpi_official.npz --arch crossmpi -o crossmpi.safetensors``.
+then ``python -m srkit.convert.crossmpi crossmpi_official.npz -o crossmpi.safetensors`` (or, once the shared
+checkpoint reader dispatches ``.npz`` files to :func:`read_npz`,
+``srkit convert crossmpi_official.npz --arch crossmpi -o crossmpi.safetensors``).
 
 The mapping is a table: the srkit key is the TF name with ``/`` -> ``.``, ``weights`` -> ``weight``,
 ``biases`` -> ``bias`` (:func:`srkit.archs.crossmpi.tf_name` is its inverse); conv kernels are transposed
@@ -122,4 +124,34 @@ def convert_npz(path: str | os.PathLike[str], overrides: dict[str, Any] | None =
                      conv.notes)
 
 
-__all__ = ["convert_crossmpi", "convert_npz", "read_npz"]
+def main(argv: list[str] | None = None) -> int:
+    """``python -m srkit.convert.crossmpi FILE.npz -o MODEL [--force]``: what ``srkit convert FILE.npz
+    --arch crossmpi -o MODEL`` does, usable until the shared checkpoint reader accepts ``.npz`` files."""
+    import argparse
+
+    from ..errors import SrkitError as _Error
+    from ..model_file import save_model
+
+    p = argparse.ArgumentParser(prog="python -m srkit.convert.crossmpi",
+                                description="official Cross-MPI variables dumped to .npz -> srkit model file")
+    p.add_argument("file", metavar="FILE.npz")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL")
+    p.add_argument("--force", action="store_true", help="replace MODEL if it exists")
+    args = p.parse_args(argv)
+    try:
+        conv = convert_npz(args.file)
+        path = save_model(args.output, conv.net, conv.arch, conv.arch_kwargs, conv.metadata(),
+                          descriptor=conv.descriptor, overwrite=args.force)
+    except _Error as e:
+        print(f"error: {e}")
+        return 1
+    print(f"{args.file} -> {path}")
+    for note in conv.notes:
+        print(f"  note     {note}")
+    return 0
+
+
+__all__ = ["convert_crossmpi", "convert_npz", "main", "read_npz"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
