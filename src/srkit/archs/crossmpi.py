@@ -23,7 +23,9 @@ a high-resolution *reference* view from a calibrated second camera:
    fuses LR-up and ``hr_syn``; a 1x1 conv with tanh gives the SR image.
 
 Every "group" of the guided decoder is an input conv, three residual units of three 3x3 convs, and an
-output conv; every conv is followed by ReLU (TF-slim's default) except those named otherwise below.
+output conv. Every conv is followed by ReLU (TF-slim's default; the stride-2 guidance convs included) except
+the feature extractor's 1x1 ``conv_out``, the attention logits ``attention_out`` and ``a_out1`` (none) and
+``sr_output`` (tanh).
 Convolutions use TensorFlow's "SAME" padding, which for the stride-2 convs pads only at the bottom/right
 of even-sized inputs; srkit reproduces that.
 
@@ -248,7 +250,7 @@ class FeatureExtractor(nn.Module):
 class GuidedAttention(nn.Module):
     """The official ``guided_att_hr_syn_net`` (variable scope ``net``) with a low-res synthesis and
     nearest-neighbour upsampling: attention at 1/4 from feature dot products, guided upsampling to full
-    resolution. See :meth:`forward`."""
+    resolution (:meth:`low_res_attention`, :meth:`upsample_attention`)."""
 
     def __init__(self, num_planes: int = 32, ngf: int = 64) -> None:
         super().__init__()
