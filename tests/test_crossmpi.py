@@ -228,7 +228,7 @@ def test_psv_equals_the_official_projective_inverse_warp():
     pose[:3, :3] = _rot(0.03, -0.05, 0.02)
     pose[:3, 3] = torch.tensor([-0.4, 0.1, 0.05])
     depths = ps.inverse_depths(1.0, 100.0, 6)
-    img = torch.rand(1, 3, h, w, dtype=torch.float64)
+    img = torch.rand(1, 3, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     ours = ps.plane_sweep_volume(img, depths, pose, k_t, k_r)
     xs, ys = torch.meshgrid(torch.linspace(0, w - 1, w, dtype=torch.float64),
                             torch.linspace(0, h - 1, h, dtype=torch.float64), indexing="xy")
@@ -241,7 +241,8 @@ def test_psv_equals_the_official_projective_inverse_warp():
         proj = k4 @ pose @ cam
         coords = (proj[:2] / (proj[2:3] + 1e-10)).t().reshape(1, h, w, 2)
         official = _tf_resampler(src, coords)
-        assert torch.allclose(ours[:, i].permute(0, 2, 3, 1) * 2 - 1, official, atol=1e-9), i
+        # Equal to rounding: the homography is scaled so that the official +1e-10 guard acts the same.
+        assert torch.allclose(ours[:, i].permute(0, 2, 3, 1) * 2 - 1, official, atol=1e-12), i
     assert (ours == 0.5).any() and (ours != 0.5).any()
 
 
@@ -734,3 +735,70 @@ def test_converted_network_equals_the_transliterated_official_graph(tmp_path):
         official = (ref[name].permute(0, 3, 1, 2) + 1) / 2
         assert official.std() > 1e-3, name  # the comparison is not between constants
         assert torch.allclose(mine, official, atol=1e-10), (name, (mine - official).abs().max())
+
+
+# --- RealEstate10K pairs ----------------------------------------------------------------------------------------
+
+
+def test_area_resize_known_answers():
+    from srkit.methods.crossmpi import area_resize, area_resize_matrix
+
+    x = torch.arange(16.0).reshape(1, 4, 4)
+    assert torch.equal(area_resize(x, (2, 2)), torch.tensor([[[2.5, 4.5], [10.5, 12.5]]]))
+    m = area_resize_matrix(3, 2)  # each output covers 1.5 inputs
+    assert torch.allclose(m, torch.tensor([[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]], dtype=torch.float64))
+    assert torch.allclose(area_resize_matrix(720, 384).sum(1), torch.ones(384, dtype=torch.float64))
+
+
+def _write_sequence(root, video="abcDEF", n=5):
+    from PIL import Image
+
+    (root / "train").mkdir(parents=True)
+    (root / "images" / video).mkdir(parents=True)
+    lines = [f"https://www.youtube.com/watch?v={video}"]
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        stamp = str(1000 + 33 * i)
+        pose = np.concatenate([np.eye(3), [[0.1 * i], [0.0], [0.02 * i]]], 1)
+        lines.append(" ".join([stamp, "0.9", "1.6", "0.5", "0.5", "0", "0"] + [f"{v:g}" for v in pose.ravel()]))
+        Image.fromarray(rng.integers(0, 256, (36, 64, 3), dtype=np.uint8)).save(
+            root / "images" / video / f"{video}_{stamp}.jpg", quality=95)
+    (root / "train" / f"{video}.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_realestate_pairs(tmp_path):
+    from srkit.data.io import read_image
+    from srkit.methods.crossmpi import RealEstatePairs, area_resize, read_camera_file
+
+    _write_sequence(tmp_path)
+    video, stamps, intr, poses = read_camera_file(tmp_path / "train" / "abcDEF.txt")
+    assert video == "abcDEF" and len(stamps) == 5 and poses.shape == (5, 3, 4)
+    # Test mode: the central pair (stride 2 of 5 frames: 1 and 3), no augmentation.
+    ds = RealEstatePairs(str(tmp_path / "train" / "*.txt"), tmp_path / "images", height=16, width=32, stride=2,
+                         training=False)
+    item = ds[0]
+    assert item["hr"].shape == (3, 16, 32) and item["lr"].shape == (3, 2, 4) and item["ref"].shape == (3, 16, 32)
+    frame = torch.tensor(read_image(tmp_path / "images" / "abcDEF" / "abcDEF_1033.jpg")).permute(2, 0, 1)
+    assert torch.allclose(item["hr"], area_resize(frame.float() / 255.0, (16, 32)), atol=1e-6)
+    assert torch.allclose(item["pose"], ps.relative_pose(poses[1], poses[3]).float())
+    assert torch.allclose(item["k_tgt"], torch.tensor([[0.9 * 32, 0, 16], [0, 1.6 * 16, 8], [0, 0, 1]]))
+    u8 = (item["hr"].permute(1, 2, 0).numpy() * 255.0).astype("uint8")
+    want = np.asarray(Image.fromarray(u8).resize((4, 2), Image.BICUBIC), dtype=np.float32) / 255.0
+    assert np.array_equal(item["lr"].permute(1, 2, 0).numpy(), want)
+    # Training: random pair, random order, scale-and-crop with the principal point moved by the crop.
+    train = RealEstatePairs(str(tmp_path / "train" / "*.txt"), tmp_path / "images", height=16, width=32, stride=2,
+                            min_scale=1.1, max_scale=1.15, seed=3)
+    seen = set()
+    for epoch in range(6):
+        train.set_epoch(epoch)
+        it = train[0]
+        assert it["hr"].shape == (3, 16, 32) and it["ref"].shape == (3, 16, 32)
+        k = it["k_tgt"]
+        sw = round(k[0, 0].item() / 0.9)  # the scaled width, int(32 * factor) with factor in [1.1, 1.15)
+        assert sw in (35, 36) and k[0, 0].item() == pytest.approx(0.9 * sw, rel=1e-6)
+        ox = 0.5 * sw - k[0, 2].item()  # the crop offset moved the principal point
+        assert 0 <= ox <= sw - 32 and ox == pytest.approx(round(ox), abs=1e-4)
+        seen.add(round(float(it["pose"][0, 3]), 4))
+    assert len(seen) > 1  # different pairs / orders across epochs
+    with pytest.raises(SrkitError, match="no camera file"):
+        RealEstatePairs(str(tmp_path / "train" / "*.txt"), tmp_path / "images", stride=10)

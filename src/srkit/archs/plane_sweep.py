@@ -169,7 +169,10 @@ def plane_sweep_volume(ref: torch.Tensor, depths: Sequence[float] | torch.Tensor
     if ref.dim() != 4:
         raise SrkitError(f"plane_sweep_volume expects an (N, C, H, W) reference, got shape {tuple(ref.shape)}")
     h = plane_homographies(depths, k_tgt, k_tgt if k_ref is None else k_ref, pose.to(ref.device))
-    return warp_homographies(ref, h, out_size, fill)
+    # Scaled by d (a homography's scale is free), the third coordinate of H p is the point's depth in the
+    # reference camera, the official projection's denominator, so its +1e-10 guard acts identically.
+    d = torch.as_tensor(depths, dtype=torch.float64, device=h.device).reshape(1, -1, 1, 1)
+    return warp_homographies(ref, h * d, out_size, fill)
 
 
 __all__ = ["OFFICIAL_MAX_DEPTH", "OFFICIAL_MIN_DEPTH", "OFFICIAL_NUM_PLANES", "inverse_depths", "pixel_grid",

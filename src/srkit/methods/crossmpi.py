@@ -22,8 +22,9 @@ The stage fixes the loss, so ``train.losses`` is not used. Batches are dicts of 
 ``hr`` (N, 3, H, W) and either ``lr_up`` + ``psv`` (N, D, 3, H, W), or ``lr`` (N, 3, H/8, W/8) + ``ref``
 (N, 3, H, W) + ``pose`` (N, 4, 4, target camera -> reference camera) + ``k_tgt`` (N, 3, 3) [+ ``k_ref``], from
 which the method makes LR-up (PIL bicubic x8 on uint8) and the PSV (``min_depth``/``max_depth`` of
-``method.args``, official 1 and 100) on the training device. There is no RealEstate10K loader: pass the
-dataset to ``Trainer(cfg, train_set=...)``.
+``method.args``, official 1 and 100) on the training device. :class:`RealEstatePairs` makes such samples
+from RealEstate10K camera files and frames as the official loader does; pass it (or any dataset of such
+dicts) as ``Trainer(cfg, train_set=...)``.
 
 Validation runs on the engine's plain LR/HR pairs, which have no second view: :meth:`CrossMPIMethod.infer`
 uses LR-up itself as every PSV plane (then ``hr_syn`` is LR-up), a self-reference sanity check, not the
@@ -52,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
 }
 
 IMAGENET_MEAN_255 = (123.68, 116.779, 103.939)
+
+# --- losses --------------------------------------------------------------------------------------------------
+
 # (layer, divisor) of the official normalised VGG loss; conv5_2's "* 10 / 1.5" is a divisor of 0.15.
 VGG_TERMS = (("conv1_2", 2.6), ("conv2_2", 4.8), ("conv3_2", 3.7), ("conv4_2", 5.6), ("conv5_2", 0.15))
 _VGG_CONVS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv3_4",
@@ -153,6 +157,145 @@ def vgg_lowres_l1_loss(out: torch.Tensor, hr: torch.Tensor, init_syn: torch.Tens
     return terms
 
 
+# --- RealEstate10K pairs -------------------------------------------------------------------------------------
+
+
+def area_resize_matrix(in_len: int, out_len: int) -> torch.Tensor:
+    """(out_len, in_len) float64 matrix of TF1's ``resize_area`` along one axis: output pixel i averages
+    the input interval ``[i s, (i + 1) s)``, ``s = in_len / out_len``, each input pixel weighted by its
+    overlap with it."""
+    s = in_len / out_len
+    m = torch.zeros(out_len, in_len, dtype=torch.float64)
+    for i in range(out_len):
+        lo, hi = i * s, (i + 1) * s
+        for j in range(int(lo), min(int(-(-hi // 1)), in_len)):
+            m[i, j] = max(0.0, min(hi, j + 1) - max(lo, j)) / s
+    return m
+
+
+def area_resize(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(..., H, W) float images resized to ``size`` = (h, w) as ``tf.image.resize_area`` (float64 inside)."""
+    my = area_resize_matrix(img.shape[-2], size[0])
+    mx = area_resize_matrix(img.shape[-1], size[1])
+    return (my @ img.double() @ mx.t()).to(img.dtype)
+
+
+def read_camera_file(path: str | Path) -> tuple[str, list[str], torch.Tensor, torch.Tensor]:
+    """A RealEstate10K camera file: (video id, timestamps, normalised intrinsics (N, 4) = fx fy cx cy,
+    world-to-camera poses (N, 3, 4)). Lines starting with '#' are skipped; the first line is the video URL,
+    whose id follows the '='; each further line is ``timestamp fx fy cx cy k1 k2`` and the 12 pose values
+    row by row. Non-zero distortion (k1, k2) is an error, as officially."""
+    lines = [ln for ln in Path(path).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    if len(lines) < 2:
+        raise SrkitError(f"{path}: not a RealEstate10K camera file (fewer than two lines)")
+    video = lines[0].strip().split("=")[-1]
+    stamps, intr, poses = [], [], []
+    for k, line in enumerate(lines[1:], start=2):
+        f = line.split()
+        if len(f) != 19:
+            raise SrkitError(f"{path}: line {k} has {len(f)} fields, a camera line has 19")
+        vals = [float(v) for v in f[1:]]
+        if vals[4] != 0.0 or vals[5] != 0.0:
+            raise SrkitError(f"{path}: line {k} has lens distortion (k1, k2 = {vals[4]}, {vals[5]}), not supported")
+        stamps.append(f[0])
+        intr.append(vals[:4])
+        poses.append(vals[6:])
+    return video, stamps, torch.tensor(intr, dtype=torch.float64), torch.tensor(poses, dtype=torch.float64).reshape(-1, 3, 4)
+
+
+class RealEstatePairs(torch.utils.data.Dataset):
+    """Cross-MPI training/test samples from RealEstate10K camera files and frames, as the official loader.
+
+    ``cameras_glob`` matches camera files (``train/*.txt``); frames are ``image_dir/<id>/<id>_<timestamp>.jpg``
+    (the official layout). One item per camera file with at least ``stride + 1`` frames. Item ``i`` of epoch
+    ``e`` draws from ``numpy.random.default_rng([seed, e, i])``.
+
+    Training (``training=True``): a random pair of frames ``stride`` apart (official 23), reversed with
+    probability 0.5 (so either frame is the LR target), both frames resized to (height, width) (official
+    384 x 768) with TF's area resampling, then scaled by independent factors in [min_scale, max_scale)
+    per axis (official 1.0 to 1.15, area resampling again) and cropped at a random offset back to (height,
+    width), with the intrinsics adjusted. Testing: the central pair, not reversed (the official reversal
+    by a hash of the video id is not reproduced).
+
+    Items: ``hr`` (3, H, W) target frame; ``lr`` (3, H/8, W/8), the target quantised by truncation and shrunk
+    with PIL bicubic on uint8 (:func:`srkit.archs.crossmpi.downsample_hr`); ``ref`` (3, H, W) the other frame;
+    ``pose`` (4, 4) target camera -> reference camera; ``k_tgt`` (3, 3) pixel intrinsics of the target
+    (the official code uses them for the reference too). Float32, images in [0, 1].
+    """
+
+    def __init__(self, cameras_glob: str, image_dir: str | Path, height: int = 384, width: int = 768,
+                 stride: int = 23, scale: int = 8, min_scale: float = 1.0, max_scale: float = 1.15,
+                 training: bool = True, seed: int = 0) -> None:
+        import glob
+
+        files = sorted(glob.glob(cameras_glob))
+        if not files:
+            raise SrkitError(f"no camera files match {cameras_glob}")
+        self.sequences = [read_camera_file(f) for f in files]
+        self.sequences = [s for s in self.sequences if len(s[1]) >= stride + 1]
+        if not self.sequences:
+            raise SrkitError(f"no camera file of {cameras_glob} has {stride + 1} frames or more")
+        self.image_dir = Path(image_dir)
+        self.height, self.width, self.stride, self.scale = height, width, stride, scale
+        self.min_scale, self.max_scale = min_scale, max_scale
+        self.training, self.seed, self.epoch = training, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _frame(self, video: str, stamp: str) -> torch.Tensor:
+        import numpy as np
+
+        from ..data.io import read_image
+
+        a = read_image(self.image_dir / video / f"{video}_{stamp}.jpg")
+        if a.dtype != np.uint8:
+            a = np.rint(a / 257.0).astype(np.uint8)
+        # TF's convert_image_dtype: uint8 -> float32 times 1/255
+        img = torch.from_numpy(np.array(a, dtype=np.float32)).permute(2, 0, 1) * np.float32(1.0 / 255.0)
+        return area_resize(img, (self.height, self.width))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        import numpy as np
+
+        from ..archs.crossmpi import downsample_hr
+
+        video, stamps, intr, poses = self.sequences[index]
+        n = len(stamps)
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        if self.training:
+            start = int(rng.integers(0, n - self.stride))
+            order = [start, start + self.stride]
+            if rng.random() < 0.5:
+                order.reverse()
+        else:
+            start = (n - self.stride - 1) // 2
+            order = [start, start + self.stride]
+        tgt, other = order
+        frames = [self._frame(video, stamps[tgt]), self._frame(video, stamps[other])]
+        norm = intr[tgt].clone()
+        h, w = self.height, self.width
+        if self.training and (self.min_scale != 1.0 or self.max_scale != 1.0):
+            fy, fx = rng.uniform(self.min_scale, self.max_scale, size=2)
+            sh, sw = int(np.float32(h) * np.float32(fy)), int(np.float32(w) * np.float32(fx))
+            oy, ox = int(rng.integers(0, sh - h + 1)), int(rng.integers(0, sw - w + 1))
+            frames = [area_resize(f, (sh, sw))[:, oy:oy + h, ox:ox + w] for f in frames]
+            # normalised intrinsics -> pixels of the scaled image, shifted by the crop, normalised again
+            px = norm * torch.tensor([sw, sh, sw, sh], dtype=torch.float64) - torch.tensor([0.0, 0.0, ox, oy],
+                                                                                            dtype=torch.float64)
+            norm = px / torch.tensor([w, h, w, h], dtype=torch.float64)
+        k = torch.tensor([[norm[0] * w, 0.0, norm[2] * w], [0.0, norm[1] * h, norm[3] * h], [0.0, 0.0, 1.0]])
+        hr = frames[0].float()
+        return {"hr": hr, "lr": downsample_hr(hr[None], self.scale)[0], "ref": frames[1].float(),
+                "pose": ps.relative_pose(poses[tgt], poses[other]).float(), "k_tgt": k.float()}
+
+
+# --- method --------------------------------------------------------------------------------------------------
+
+
 class CrossMPIMethod(Method):
     """The three official Cross-MPI stages (``method.args.stage``: lowres, hr_syn, full)."""
 
@@ -222,4 +365,5 @@ class CrossMPIMethod(Method):
         return net(lr_up, psv).sr
 
 
-__all__ = ["CrossMPIMethod", "LossVGG19", "VGG_TERMS", "load_loss_vgg", "lowres_l2_loss", "vgg_lowres_l1_loss"]
+__all__ = ["CrossMPIMethod", "LossVGG19", "RealEstatePairs", "VGG_TERMS", "area_resize", "load_loss_vgg",
+           "lowres_l2_loss", "read_camera_file", "vgg_lowres_l1_loss"]
