@@ -21,7 +21,9 @@ Conventions (the same as the official Cross-MPI / Stereo Magnification code):
 * **Homography.** For depth ``d`` the target pixel ``p`` maps to the reference pixel
   ``H_d p`` with ``H_d = K_ref (R + t n^T / d) K_tgt^-1`` (equivalently ``K_ref (R - t n^T / a) K_tgt^-1``),
   followed by division by the third coordinate. The official code evaluates the same map point by point
-  (back-project with depth ``d``, transform, project); the two agree up to float rounding.
+  (back-project with depth ``d``, transform, project); :func:`plane_sweep_volume` scales ``H_d`` by ``d``
+  so that the third coordinate is that point's depth and the official ``z + 1e-10`` guard acts the same;
+  the two then agree to float64 rounding (tested against a transliteration of the official warp).
 * **Sampling.** Bilinear, as ``tf.contrib.resampler``: a sample at ``(x, y)`` mixes the four pixels
   around it, and pixels outside the image count as ``fill``. The official warp runs on images in
   [-1, 1] with zeros outside, i.e. mid-grey; srkit's images are in [0, 1], so ``fill=0.5`` gives exactly
