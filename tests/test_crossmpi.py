@@ -332,6 +332,8 @@ def test_input_errors_and_describe():
         net(torch.rand(1, 3, 18, 16), torch.rand(1, 4, 3, 18, 16))
     with pytest.raises(SrkitError, match="psv"):
         net(torch.rand(1, 3, 16, 16), torch.rand(1, 4, 3, 16, 20))
+    with pytest.raises(SrkitError, match="plane-sweep volume"):
+        net(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 128, 128))  # (lr, ref) as the generic upscaler calls
     d = archs.describe("crossmpi")
     assert d.needs_ref and d.scales == (8,) and not d.continuous
     assert archs.build("crossmpi", num_planes=4).num_planes == 4

@@ -401,6 +401,10 @@ class CrossMPI(nn.Module):
         official ``--pretrain_hr_syn``) or ``"full"`` (everything). ``forward(lr_up, psv, stage)`` calls it."""
         if stage not in STAGES:
             raise ConfigError(f"crossmpi: unknown stage {stage!r}; known: {', '.join(STAGES)}")
+        if psv.dim() == 4:
+            raise SrkitError("crossmpi takes a plane-sweep volume (N, D, 3, H, W) made from the reference and the "
+                             "camera calibration (srkit.archs.plane_sweep, or CrossMPI.super_resolve), not a "
+                             "reference image: the generic upscaler cannot run it")
         n, c, hh, ww = lr_up.shape
         if c != 3 or psv.dim() != 5 or psv.shape[0] != n or psv.shape[2] != 3 or psv.shape[-2:] != lr_up.shape[-2:]:
             raise SrkitError(f"crossmpi expects lr_up (N, 3, H, W) and psv (N, D, 3, H, W) of the same N, H, W; "
