@@ -611,6 +611,10 @@ def test_method_config_errors(tmp_path):
         CrossMPIMethod(_method_cfg(tmp_path / "a", "full"), cpu).build()
     with pytest.raises(ConfigError, match="stage must be one of lowres, hr_syn, full"):
         CrossMPIMethod(_method_cfg(tmp_path / "b", "middle"), cpu).build()
+    cfg = _method_cfg(tmp_path / "d", "lowres")
+    cfg.train.losses = {"l1": type(cfg.train.losses["l1"])(weight=2.0)}
+    with pytest.raises(ConfigError, match="leave train.losses out"):
+        CrossMPIMethod(cfg, cpu).build()
     method = CrossMPIMethod(_method_cfg(tmp_path / "c", "lowres"), cpu)
     method.build()
     with pytest.raises(SrkitError, match="missing \\['pose', 'k_tgt'\\]"):

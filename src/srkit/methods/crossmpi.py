@@ -18,7 +18,7 @@ pooling as the official ``build_vgg19``) ``conv1_2 / 2.6``, ``conv2_2 / 4.8``, `
 ``conv4_2 / 5.6``, ``conv5_2 * 10 / 1.5``; ``p_lowres`` the mean absolute difference of ``init_syn`` and the
 HR shrunk by 4 the official way (:func:`srkit.archs.crossmpi.official_pil_downsample`).
 
-The stage fixes the loss, so ``train.losses`` is not used. Batches are dicts of float32 tensors in [0, 1]:
+The stage fixes the loss, so ``train.losses`` must be left out (and ``train.gan`` off). Batches are dicts of float32 tensors in [0, 1]:
 ``hr`` (N, 3, H, W) and either ``lr_up`` + ``psv`` (N, D, 3, H, W), or ``lr`` (N, 3, H/8, W/8) + ``ref``
 (N, 3, H, W) + ``pose`` (N, 4, 4, target camera -> reference camera) + ``k_tgt`` (N, 3, 3) [+ ``k_ref``], from
 which the method makes LR-up (PIL bicubic x8 on uint8) and the PSV (``min_depth``/``max_depth`` of
@@ -309,6 +309,13 @@ class CrossMPIMethod(Method):
                               f"not {self.args['stage']!r}")
         if self.cfg.data.scale != 8:
             raise ConfigError(f"method 'crossmpi' trains x8 only, not data.scale={self.cfg.data.scale}")
+        from ..engine.config import TrainConfig
+
+        if self.cfg.train.losses != TrainConfig().losses:
+            raise ConfigError("method 'crossmpi' fixes its loss by method.args.stage (the official L2 on init_syn, "
+                              "or vgg_lowresL1); leave train.losses out")
+        if self.cfg.train.gan.weight > 0:
+            raise ConfigError("method 'crossmpi' has no adversarial phase; set train.gan.weight to 0")
         net, self.descriptor = build_network(self.cfg.model.arch, self.arch_kwargs())
         if not hasattr(net, "run_stage"):
             raise ConfigError(f"method 'crossmpi' trains the crossmpi network, not {self.cfg.model.arch!r}")
