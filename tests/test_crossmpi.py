@@ -808,3 +808,21 @@ def test_realestate_pairs(tmp_path):
     assert len(seen) > 1  # different pairs / orders across epochs
     with pytest.raises(SrkitError, match="no camera file"):
         RealEstatePairs(str(tmp_path / "train" / "*.txt"), tmp_path / "images", stride=10)
+
+
+def test_srkit_convert_cli_reads_an_npz_of_official_tf_names(tmp_path):
+    import numpy as np
+
+    from srkit.archs.crossmpi import tf_variable_shapes
+    from srkit.cli import main
+    from srkit.model_file import load_model
+
+    rng = np.random.default_rng(0)
+    arrays = {k: rng.standard_normal(v).astype(np.float32) for k, v in tf_variable_shapes().items()}
+    np.savez(tmp_path / "ckpt.npz", **arrays)
+    out = tmp_path / "m.safetensors"
+    assert main(["convert", str(tmp_path / "ckpt.npz"), "--arch", "crossmpi", "-o", str(out)]) == 0
+    net = load_model(out).net
+    assert sum(p.numel() for p in net.parameters()) == 3_807_627
+    name, value = next((k, v) for k, v in arrays.items() if v.ndim == 4)
+    assert any(np.array_equal(p.detach().numpy(), value.transpose(3, 2, 0, 1)) for p in net.parameters())

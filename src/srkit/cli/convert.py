@@ -10,7 +10,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "convert",
         help="convert an official checkpoint into an srkit model file",
         description=(
-            "Read an official checkpoint (.pth/.pt/.ckpt with torch.load(weights_only=True), or .safetensors), "
+            "Read an official checkpoint (.pth/.pt/.ckpt with torch.load(weights_only=True), .safetensors, or .npz: "
+            "arrays keyed by TF variable name, see docs/methods/crossmpi.md), "
             "unwrap framework wrappers (params_ema, params, state_dict, model, LIIF's model.sd, 'module.' "
             "prefixes), infer the constructor arguments from tensor shapes, load strictly and write a model file."
         ),

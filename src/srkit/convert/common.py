@@ -118,7 +118,8 @@ def sha256_file(path: Path) -> str:
 def read_checkpoint(path: str | os.PathLike[str]) -> Any:
     """Load a foreign checkpoint without executing code from it.
 
-    ``.safetensors`` files are read with safetensors; anything else with
+    ``.safetensors`` files are read with safetensors, ``.npz`` (TensorFlow variables dumped with numpy, keyed by
+    variable name) with numpy; anything else with
     ``torch.load(map_location="cpu", weights_only=True)``, which refuses pickled objects other than
     tensors, dicts, lists and plain values. Returns the raw object (unwrap it with :func:`canonicalize`).
     """
@@ -129,6 +130,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Any:
     path = Path(path)
     if not path.is_file():
         raise SrkitError(f"checkpoint {path} does not exist")
+    if path.suffix.lower() == ".npz":
+        from .crossmpi import read_npz  # TensorFlow variables dumped with numpy (Cross-MPI)
+
+        return read_npz(path)
     if path.suffix.lower() == ".safetensors":
         from safetensors.torch import load_file
 
