@@ -20,6 +20,7 @@ METHODS: dict[str, str] = {
     "dasr": "srkit.methods.dasr:DASRMethod",
     "masa": "srkit.methods.masa:MASAMethod",
     "crossmpi": "srkit.methods.crossmpi:CrossMPIMethod",
+    "glean": "srkit.methods.glean:GLEANMethod",
 }
 
 
