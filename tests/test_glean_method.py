@@ -178,6 +178,9 @@ def test_discriminator_and_bank_initialised_from_stylegan2_checkpoint(tiny, tmp_
                                                      "bank_prefix": "generator"}}))
     k0 = "constant_input.input"
     assert torch.equal(m2.networks["net"].generator.state_dict()[k0], flat[f"generator.{k0}"])
+    # pretrained: false makes the file optional, but a file that is given is still used
+    m3 = built(tiny_cfg(tmp_path, **{"method.args": {"stylegan2": str(tmp_path / "sg2.pth"), "pretrained": False}}))
+    assert all(torch.equal(v, flat[f"discriminator.{k}"]) for k, v in m3.networks["disc"].state_dict().items())
     # a discriminator of another size does not fit; a missing prefix is named
     with pytest.raises(CheckpointError, match="does not fit the StyleGAN2 discriminator"):
         load_discriminator(GLEANDiscriminator(2 * OUT, channel_multiplier=1), tmp_path / "sg2.pth")

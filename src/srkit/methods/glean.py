@@ -40,8 +40,9 @@ changes how test outputs are de-normalised). Per iteration: the generator runs o
   ``stylegan2-cat-config-f-official_20210327_172444-15bc485b.pth``. Nothing is downloaded.
 * ``bank_prefix`` (``generator_ema``) and ``disc_prefix`` (``discriminator``): which entries of it are used.
 * ``disc_init``: another file for the discriminator (default: ``stylegan2``).
-* ``pretrained`` (true): require those files. ``false`` starts the latent bank and the discriminator from random
-  weights: only for tests and the CPU-sized lite config (GLEAN without its pretrained bank is not GLEAN).
+* ``pretrained`` (true): require those files. ``false`` makes them optional: what no file gives (latent bank,
+  discriminator) starts from random weights, which is only for tests and the CPU-sized lite config (GLEAN
+  without its pretrained bank is not GLEAN).
 * ``norm_img`` (false): the perceptual-loss range, see above.
 * ``resize_hr`` (false): resize square HR images of another size to ``out_size``.
 
@@ -318,7 +319,7 @@ class GLEANMethod(SRMethod):
                 cache[path] = read_checkpoint(path)
             return cache[path]
 
-        if o["pretrained"] and bank_src:
+        if bank_src:
             from ..convert.glean import load_latent_bank
 
             self.notes += load_latent_bank(net, state_of(bank_src), prefix=o["bank_prefix"])
@@ -328,13 +329,19 @@ class GLEANMethod(SRMethod):
             channels = int(self.arch_kwargs().get("img_channels", 3))
             disc = GLEANDiscriminator(out_size, channels, channel_multiplier=cm)
             disc_src = o["disc_init"] or o["stylegan2"]
-            if o["pretrained"] and disc_src:
+            if disc_src:
                 self.notes += load_discriminator(disc, state_of(disc_src), prefix=o["disc_prefix"])
             self.networks["disc"] = disc.to(self.device)
-        if not o["pretrained"]:
-            self.notes.append("method.args.pretrained is false: latent bank and discriminator start from random "
-                              "weights (a pipeline check, not GLEAN)")
-        for note in self.notes:
+        unset = [what for what, src in (("latent bank", bank_src or self.cfg.model.init),
+                                         ("discriminator", not self.gan_on or o["disc_init"] or o["stylegan2"]))
+                  if not src]
+        if unset:
+            verb = "start" if len(unset) > 1 else "starts"
+            self.notes.append(f"{' and '.join(unset)} {verb} from random weights (method.args.pretrained is false): "
+                              "a pipeline check, not GLEAN")
+        rank0 = not (torch.distributed.is_available() and torch.distributed.is_initialized()) \
+            or torch.distributed.get_rank() == 0
+        for note in self.notes if rank0 else ():
             print(f"srkit train: glean: {note}", file=sys.stderr)
 
     def optimizers(self) -> dict[str, tuple[list, Any, Any]]:
