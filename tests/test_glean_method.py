@@ -225,6 +225,12 @@ def test_one_iteration_updates_g_and_d_and_keeps_frozen_parts(tiny, tmp_path):
     n_trainable = sum(1 for n, p in _initial(raw).networks["net"].named_parameters() if p.requires_grad)
     assert len(g_opt["param_groups"][0]["params"]) == n_trainable
     assert len(g_opt["state"]) == n_trainable and len(d_opt["state"]) > 0
+    # the model file: the generator alone, rebuilt from its GLEAN arguments (no 'scale' among them)
+    from srkit.model_file import load_model
+
+    loaded = load_model(result["model_file"])
+    assert loaded.arch == "glean" and loaded.arch_kwargs == TINY_ARGS
+    assert all(torch.equal(v, g_after[k]) for k, v in loaded.net.state_dict().items())
     log = (tmp_path / "run" / "log.jsonl").read_text()
     assert '"loss/gan"' in log and '"loss/disc_total"' in log and '"loss/mse"' in log
 
@@ -370,3 +376,51 @@ def test_lite_config_is_valid_and_small():
     assert opts["pretrained"] is False and opts["resize_hr"] is True
     assert cfg.train.steps <= 500 and cfg.train.device == "cpu" and cfg.data.val is None
     assert cfg.train.gan.weight == 1e-2 and cfg.data.train == ["faces/FFHQ_256"]
+
+
+def test_trainer_step_equals_a_plain_mmagic_style_srgan_step(tiny, tmp_path):
+    """One Trainer iteration equals MMagic's SRGAN.train_step written out on the [-1, 1] images: G step on
+    MSE + 1e-2 BCE(D(fake), 1) with D frozen, then D on BCE(D(real), 1) and BCE(D(fake.detach()), 0) from two
+    separate passes and two backward calls, Adam (0.9, 0.99) at lr 1e-4 (the cosine's first value) for both."""
+    import torch.nn.functional as F
+
+    from srkit.archs.stylegan2 import StyleGAN2Discriminator
+
+    write_stylegan2(tmp_path / "sg2.pth")
+    g = torch.Generator().manual_seed(11)
+    hr = torch.rand(2, 3, OUT, OUT, generator=g)
+    lr = torch.rand(2, 3, IN, IN, generator=g)
+    items = [{"lr": lr[i], "hr": hr[i], "name": str(i)} for i in range(2)]
+    raw = tiny_cfg(tmp_path, **{"data.augment": False})
+    Trainer(from_dict(raw), progress=False, train_set=items).run()
+    from srkit.engine import checkpoint as ckpt
+
+    after = ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints"))["networks"]
+
+    ref = _initial(raw)
+    net, disc = ref.networks["net"], ref.networks["disc"]
+    opt_g = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.99))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=1e-4, betas=(0.9, 0.99))
+
+    def d_official(x):  # the StyleGAN2 discriminator on [-1, 1] images
+        return StyleGAN2Discriminator.forward(disc, x)
+
+    lq, gt = lr * 2 - 1, hr * 2 - 1
+    fake = net.forward_official(lq)
+    disc.requires_grad_(False)
+    pred = d_official(fake)
+    loss_g = F.mse_loss(fake, gt) + 1e-2 * F.binary_cross_entropy_with_logits(pred, torch.ones_like(pred))
+    opt_g.zero_grad()
+    loss_g.backward()
+    opt_g.step()
+    disc.requires_grad_(True)
+    real_pred = d_official(gt)
+    opt_d.zero_grad()
+    F.binary_cross_entropy_with_logits(real_pred, torch.ones_like(real_pred)).backward()
+    fake_pred = d_official(fake.detach())
+    F.binary_cross_entropy_with_logits(fake_pred, torch.zeros_like(fake_pred)).backward()
+    opt_d.step()
+
+    for name, module in (("net", net), ("disc", disc)):
+        worst = max((after[name][k] - v).abs().max().item() for k, v in module.state_dict().items())
+        assert worst < 1e-6, name  # an Adam step moves each weight by ~1e-4: a wrong term would show
