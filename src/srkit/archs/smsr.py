@@ -393,8 +393,11 @@ class SMB(nn.Module):
             active_p = padded.reshape(-1).nonzero().squeeze(1)  # the active ones, same order as ``flat``
             # row of each active pixel among the conv outputs (strip position - 1: the conv has no padding)
             at = torch.searchsorted(strip, active_p) - 1
-            rows3 = torch.stack([strip - wp, strip, strip + wp])  # (3, L): row above, row, row below
+            rows3 = torch.stack([strip - wp, strip, strip + wp]).reshape(-1)  # row above, row, row below
             width = strip.numel()
+            # reused by every layer's gather: a fresh large tensor per layer costs page faults that are a
+            # sizeable share of this kernel's time on CPU
+            gathered = x.new_empty(3 * width, c)
 
         zmap = None  # [dense | sparse] channels, zero border, sparse channels zero off the mask
         if n:
@@ -413,7 +416,8 @@ class SMB(nn.Module):
             t = None
             if n and sp.w_strip[i] is not None:
                 zrows = zmap.view(b * hp * wp, c)
-                s3 = zrows.index_select(0, rows3.reshape(-1)).view(1, 3, width, c).permute(0, 3, 1, 2)
+                torch.index_select(zrows, 0, rows3, out=gathered)
+                s3 = gathered.view(1, 3, width, c).permute(0, 3, 1, 2)
                 y = F.conv2d(s3, sp.w_strip[i])  # (1, O, 1, L - 2), channels-last
                 t = y.permute(0, 2, 3, 1).reshape(width - 2, -1).index_select(0, at)  # (N, O) at active pixels
             if t is not None and t.shape[1] > ns:  # the strip also gave the dense outputs' full value
