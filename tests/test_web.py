@@ -432,7 +432,9 @@ def test_page_is_self_contained_html() -> None:
 
 def test_cli_serve_prints_the_url_and_stops_on_ctrl_c(tiny_model) -> None:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
+    # the child starts with SIGINT ignored, as a background job of a script does (and as it may inherit from
+    # the test runner): serve must still stop on it
+    proc = subprocess.Popen(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN), args=
         [sys.executable, "-m", "srkit", "serve", "--port", "0", "--model", str(tiny_model), "--threads", "1",
          "--quiet", "--device", "cpu", "--no-bicubic"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

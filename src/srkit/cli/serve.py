@@ -122,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _stop)
+        # Python leaves SIGINT ignored when the parent ignored it (a background job of a script, some test
+        # runners); the server still promises that Ctrl-C / SIGINT stops it
+        signal.signal(signal.SIGINT, _stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
