@@ -61,6 +61,7 @@ import torch
 from torch import nn
 
 from ..archs.stylegan2 import StyleGAN2Discriminator
+from ..data.datasets import _chw, _to_uint8_rgb
 from ..errors import CheckpointError, ConfigError, SrkitError
 from .sr import SRMethod
 
@@ -124,16 +125,6 @@ def load_discriminator(disc: nn.Module, source: Any, prefix: str = "discriminato
 
 
 # --- data ------------------------------------------------------------------------------------------------------
-
-
-def _u8(a: np.ndarray) -> np.ndarray:
-    if a.dtype == np.uint16:  # 16-bit files: rounded to 8 bits, as the engine's datasets do
-        a = ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-    return a
-
-
-def _chw(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().div_(255.0)
 
 
 class FixedSizePairs:
@@ -203,7 +194,7 @@ class FixedSizePairs:
         from ..data.resize import imresize
 
         path = self.paths[k]
-        hr = _u8(read_image(path, mode="rgb"))
+        hr = _to_uint8_rgb(read_image(path, mode="rgb"))
         self._check_size(path, hr.shape[0], hr.shape[1])
         if hr.shape[:2] != (self.out_size, self.out_size):
             hr = imresize(hr, size=(self.out_size, self.out_size), border=self.lr_border)

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.datasets import _chw, _to_uint8_rgb
 from ..engine.config import ScheduleConfig
 from ..errors import ConfigError, SrkitError
 from .base import Method, build_network
@@ -168,15 +169,6 @@ def _geometry(imgs: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarr
     return imgs
 
 
-def _u8(img: np.ndarray) -> np.ndarray:
-    # The recipe works on 8-bit images (OpenCV reads); 16-bit files are rounded down to 8 bits.
-    return img if img.dtype == np.uint8 else np.rint(img / 257.0).astype(np.uint8)
-
-
-def _tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(img).astype(np.float32) / 255.0).permute(2, 0, 1)
-
-
 class RefPairs(torch.utils.data.Dataset):
     """CUFED-style training pairs: ``input_dir/NAME`` with its reference ``ref_dir/NAME`` (same file names).
 
@@ -207,7 +199,8 @@ class RefPairs(torch.utils.data.Dataset):
         from ..data.io import read_image
 
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-        hr, ref = _u8(read_image(self.inputs[index])), _u8(read_image(self.refs[index]))
+        # the recipe works on 8-bit images (OpenCV reads); 16-bit files are rounded to 8 bits
+        hr, ref = _to_uint8_rgb(read_image(self.inputs[index])), _to_uint8_rgb(read_image(self.refs[index]))
         if self.swap and rng.random() < 0.5:
             hr, ref = ref, hr
         hr, ref = _pad16(hr), _pad16(ref)
@@ -221,7 +214,7 @@ class RefPairs(torch.utils.data.Dataset):
         if self.augment:
             hr, lr = _geometry([hr, lr], rng)
             ref, ref_down = _geometry([ref, ref_down], rng)
-        return {"lr": _tensor(lr), "hr": _tensor(hr), "ref": _tensor(ref), "ref_down": _tensor(ref_down)}
+        return {"lr": _chw(lr), "hr": _chw(hr), "ref": _chw(ref), "ref_down": _chw(ref_down)}
 
 
 # --- method ----------------------------------------------------------------------------------------------------
