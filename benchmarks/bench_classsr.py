@@ -48,6 +48,21 @@ def timed(fn, runs: int) -> float:
     return statistics.median(ts)
 
 
+def lr_pair(hr):
+    """(HR cropped to a multiple of 4, its MATLAB bicubic x4 LR as a (1, 3, h, w) float tensor in [0, 1])."""
+    import torch
+
+    from srkit.data.resize import imresize
+
+    hr = hr[: hr.shape[0] // 4 * 4, : hr.shape[1] // 4 * 4]
+    return hr, torch.from_numpy(imresize(hr, scale=0.25)).permute(2, 0, 1)[None].float() / 255
+
+
+def to8(t):
+    """(1, 3, H, W) [0, 1] tensor -> uint8 HWC array."""
+    return (t[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=3, help="how many of the 12 DIV2K images (default 3)")
@@ -76,7 +91,6 @@ def main() -> None:
 
     from srkit import archs
     from srkit.data.io import read_image
-    from srkit.data.resize import imresize
     from srkit.data.sets import data_root, list_images
     from srkit.inference.classsr_routing import (accelerated, flops_report, forced_classes, official_patch_flops,
                                                  routed_upscale, true_patch_flops)
@@ -97,8 +111,7 @@ def main() -> None:
     totals: dict[str, float] = {}
     for f in files:
         hr = read_image(f)
-        h, w = hr.shape[0] // 4 * 4, hr.shape[1] // 4 * 4
-        lr = torch.from_numpy(imresize(hr[:h, :w], scale=0.25)).permute(2, 0, 1)[None].float() / 255
+        _, lr = lr_pair(hr)
         with torch.inference_mode():
             _, routing = routed_upscale(net, lr)
             n = routing.classes.numel()
@@ -151,11 +164,9 @@ def main() -> None:
 
 
 def trained_pair(args) -> None:
-    import numpy as np
     import torch
 
     from srkit.data.io import read_image
-    from srkit.data.resize import imresize
     from srkit.data.sets import data_root, list_images
     from srkit.inference.classsr_routing import accelerated, flops_report, routed_upscale
     from srkit.metrics.presets import evaluate_pair
@@ -177,15 +188,9 @@ def trained_pair(args) -> None:
     n_images = 12 if args.images == 3 else args.images  # the trained pair defaults to all 12
     files = list_images(data_root() / "div2k" / "HR")[:n_images]
 
-    def to8(t: torch.Tensor) -> np.ndarray:
-        return (t[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-
     rows = []
     for f in files:
-        hr = read_image(f)
-        h, w = hr.shape[0] // 4 * 4, hr.shape[1] // 4 * 4
-        hr = hr[:h, :w]
-        lr = torch.from_numpy(imresize(hr, scale=0.25)).permute(2, 0, 1)[None].float() / 255
+        hr, lr = lr_pair(read_image(f))
         lr_cl = lr.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             sr_c, routing = routed_upscale(net, lr)
@@ -242,21 +247,16 @@ def calibrate_hard_bias(net, base, set_name: str, target_gap: float, max_bias: f
     import torch
 
     from srkit.data.io import read_image
-    from srkit.data.resize import imresize
     from srkit.data.sets import data_root, list_images
     from srkit.inference.classsr_routing import accelerated, flops_report, routed_upscale
     from srkit.metrics.presets import evaluate_pair
-
-    def to8(t: torch.Tensor) -> np.ndarray:
-        return (t[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
     pairs = []
     for f in list_images(data_root() / "benchmark" / set_name / "HR"):
         hr = read_image(f)
         if hr.ndim != 3 or hr.shape[2] != 3:
             continue  # ClassSR is RGB: grey images are skipped
-        hr = hr[: hr.shape[0] // 4 * 4, : hr.shape[1] // 4 * 4]
-        pairs.append((hr, torch.from_numpy(imresize(hr, scale=0.25)).permute(2, 0, 1)[None].float() / 255))
+        pairs.append(lr_pair(hr))
     fast = accelerated(base)
     with torch.inference_mode():
         p_o = float(np.mean([evaluate_pair(to8(fast(lr)), hr, 4, "classsr")[0] for hr, lr in pairs]))
