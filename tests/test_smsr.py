@@ -275,6 +275,11 @@ def test_method_schedules_and_a_few_training_steps(tmp_path):
     taus = [r["loss/tau"] for r in log if "loss/tau" in r]
     assert len(l1) == 12 and np.mean(l1[-3:]) < np.mean(l1[:3])
     assert taus[0] == pytest.approx(1.0) and taus[-1] == pytest.approx(0.4)
+    # the sparsity term is weighed as the official [0, 255] L1 weighs it: lambda / 255 against srkit's [0, 1] L1
+    for r in log:
+        lam = sparsity_lambda(r["step"] - 1, 0.1, 5)
+        assert r["loss/total"] == pytest.approx(r["loss/l1"] + lam / 255.0 * r["loss/sparsity"], rel=1e-5, abs=1e-7)
+    assert any(r["step"] > 5 and r["loss/sparsity"] * 0.1 / 255.0 > 1e-5 for r in log)
 
 
 @pytest.mark.skipif(not os.environ.get("SRKIT_SMSR_X2"), reason="set SRKIT_SMSR_X2 to the official model_1000.pt")

@@ -3,7 +3,13 @@
 Loss = sum of ``train.losses`` terms (L1 in the paper) + ``lambda(step) * mean(kept)``, where ``kept`` is the
 fraction of each sparse mask module's convolution work that the soft masks keep (``spa * S + D``, averaged
 over pixels, channels and layers; :meth:`srkit.archs.smsr.SMSR.forward` with ``return_sparsity=True``) and
-``lambda(step) = sparsity_weight * min(step / sparsity_warmup_steps, 1)``.
+``lambda(step) = sparsity_weight * min(step / sparsity_warmup_steps, 1) / pixel_range``.
+
+Why ``/ pixel_range``: the official trainer computes its L1 on [0, 255] images (``rgb_range 255``), so its
+``0.1 * sparsity`` is weighed against an L1 255 times larger than srkit's L1 on [0, 1]. Dividing the sparsity term
+by 255 gives the same balance, hence the same Adam updates (Adam does not see a common factor of the whole
+loss). Without it the sparsity term is 255x too strong: fine-tuning the official x2 weights switched every
+spatial mask off within 100 steps (benchmarks/results/zoo_gpu.md).
 
 Temperature (``method.args.tau_schedule``):
 
@@ -15,7 +21,8 @@ Temperature (``method.args.tau_schedule``):
 
 All ``method.args`` (defaults = the official x2 recipe in iterations): ``tau_schedule`` ("paper"),
 ``tau_start`` (1.0), ``tau_end`` (0.4), ``tau_decay_steps`` (300000), ``sparsity_weight`` (0.1),
-``sparsity_warmup_steps`` (50000).
+``sparsity_warmup_steps`` (50000), ``pixel_range`` (255: the pixel range of the L1 that ``sparsity_weight`` is
+relative to; 1 weighs it against srkit's [0, 1] L1 directly).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "tau_decay_steps": 300_000,
     "sparsity_weight": 0.1,
     "sparsity_warmup_steps": 50_000,
+    "pixel_range": 255.0,
 }
 
 
@@ -60,6 +68,8 @@ class SMSRMethod(SRMethod):
         super().build()
         if self.opts["tau_schedule"] not in ("paper", "official"):
             raise ConfigError(f"method.args.tau_schedule must be 'paper' or 'official', got {self.opts['tau_schedule']!r}")
+        if not float(self.opts["pixel_range"]) > 0:
+            raise ConfigError(f"method.args.pixel_range must be positive, got {self.opts['pixel_range']!r}")
 
     def tau(self, step: int) -> float:
         o = self.opts
@@ -73,7 +83,7 @@ class SMSRMethod(SRMethod):
         total, out = self.pixel_terms(sr, hr)
         sparsity = kept.float().mean()
         lam = sparsity_lambda(step, self.opts["sparsity_weight"], self.opts["sparsity_warmup_steps"])
-        total = total + lam * sparsity
+        total = total + lam / float(self.opts["pixel_range"]) * sparsity
         out["sparsity"] = sparsity.detach()
         out["tau"] = torch.tensor(net.tau)
         out["total"] = total
