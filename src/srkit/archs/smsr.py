@@ -137,6 +137,21 @@ def fuse_1x1(maps: list[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor 
     return out.view(b, h, w, -1).permute(0, 3, 1, 2)
 
 
+def _collect_dense(rows: list[torch.Tensor], weights: list[torch.Tensor | None], bias: torch.Tensor) -> torch.Tensor:
+    """``bias + sum(rows[i] @ weights[i])`` over the layers that have dense channels: the collect 1x1 of the
+    dense channels, (P, C) rows. The first product takes the bias (no separate pass to fill it in); the rest
+    accumulate in place, in a form FlopCounterMode counts."""
+    res = None
+    for r, cw in zip(rows, weights):
+        if cw is None:
+            continue
+        if res is None:
+            res = torch.addmm(bias, r, cw)
+        else:
+            torch.addmm(res, r, cw, out=res)
+    return bias.expand(rows[0].shape[0], bias.shape[0]).clone() if res is None else res
+
+
 def _nonempty(w: torch.Tensor) -> torch.Tensor | None:
     return w.contiguous() if w.shape[0] and w.shape[1] else None
 
@@ -208,7 +223,7 @@ class SMB(nn.Module):
         outs = []
         fea = x
         for conv in self.body:
-            fea = F.relu(conv(fea))
+            fea = conv(fea).relu_()  # in place, as an efficient dense network would: a fair baseline
             outs.append(fea)
         return fuse_1x1(outs, self.collect.weight, self.collect.bias)
 
@@ -356,10 +371,7 @@ class SMB(nn.Module):
             dense, comp, d_in, s_in = out, new_comp, nd, ns
 
         # collect (1x1): dense channels everywhere, sparse channels at active pixels
-        res = sp.bias.expand(b * hw, c).clone()
-        for rows, cw in zip(dense_rows, sp.c_d_layers):
-            if cw is not None:
-                torch.addmm(res, rows, cw, out=res)  # in place, but an op FlopCounterMode counts
+        res = _collect_dense(dense_rows, sp.c_d_layers, sp.bias)
         if sp.c_s is not None and n:
             res.index_put_((flat,), torch.cat(sparse_outs, 1) @ sp.c_s, accumulate=True)
         return res.view(b, h, w, c).permute(0, 3, 1, 2)
@@ -401,7 +413,10 @@ class SMB(nn.Module):
 
         zmap = None  # [dense | sparse] channels, zero border, sparse channels zero off the mask
         if n:
-            zmap = x.new_zeros(b, hp, wp, c)
+            # zero only the border: the interior is written next (a full fill costs a pass over the map)
+            zmap = x.new_empty(b, hp, wp, c)
+            zmap[:, :, [0, -1]] = 0
+            zmap[:, [0, -1], 1:-1] = 0
             zmap[:, 1:-1, 1:-1] = x.permute(0, 2, 3, 1)
         dense = x.contiguous(memory_format=torch.channels_last)
         d_in = c
@@ -427,21 +442,17 @@ class SMB(nn.Module):
             dense_rows.append(rows)
             sparse_outs.append(comp)
             if i + 1 < self.n_layers and n:
-                # the next layer's input map. After layer 0 a fresh zero map; later the same map is reused:
-                # columns that were sparse are still zero off the mask, those that turn sparse are zeroed
-                if i == 0:
-                    zmap = x.new_zeros(b, hp, wp, c)
-                elif nd < d_in:
+                # the next layer's input map, in the same buffer: dense columns are overwritten, columns that
+                # were sparse are still zero off the mask, those that turn sparse (layer 0's input has every
+                # channel dense) are zeroed. A fresh map would cost the page faults of a new large tensor.
+                if nd < d_in:
                     zmap[:, 1:-1, 1:-1, nd:d_in] = 0
                 zmap[:, 1:-1, 1:-1, :nd] = rows.view(b, h, w, nd)
                 if ns:
                     zmap.view(b * hp * wp, c)[:, nd:].index_copy_(0, active_p, comp)
             dense, d_in = out, nd
 
-        res = sp.bias.expand(b * h * w, c).clone()
-        for rows, cw in zip(dense_rows, sp.c_d_layers):
-            if cw is not None:
-                torch.addmm(res, rows, cw, out=res)
+        res = _collect_dense(dense_rows, sp.c_d_layers, sp.bias)
         acc = None  # collect of the sparse channels at the active pixels, one product per layer
         for comp, cw in zip(sparse_outs, sp.c_s_layers):
             if cw is not None and n:
