@@ -283,3 +283,28 @@ def test_continuous_network_liif_plugs_in() -> None:
     assert full.shape == (1, 3, 150, 171) and up.last_tile == (40, 40)
     assert (tiled - full).abs().max() < 1e-4
     assert Upscaler(net, desc, tile=0).upscale(x, size=(61, 70)).shape == (1, 3, 61, 70)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_fsrcnn_runs_on_cpu_as_a_subpixel_channels_last_copy_with_the_same_output(scale):
+    from srkit import archs
+
+    torch.manual_seed(scale)
+    net = archs.build("fsrcnn", d=16, m=2, scale=scale)
+    up = Upscaler(net, archs.describe("fsrcnn", d=16, m=2, scale=scale), device="cpu", tile=0)
+    fast = up._infer_net()
+    # the copy has no transposed conv left, and is rebuilt when the network's weights change
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in fast.modules())
+    assert any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())
+    x = torch.rand(1, 3, 21, 17)
+    with torch.inference_mode():
+        ref = net(x)
+        got = up.upscale(x[0])
+    assert got.shape == ref[0].shape
+    assert (got - ref[0].clamp(0, 1)).abs().max() < 1e-5
+    with torch.no_grad():
+        net.tail_conv.weight.mul_(0.5)
+    fast2 = up._infer_net()
+    assert fast2 is not fast
+    with torch.inference_mode():
+        assert (fast2(x) - net(x)).abs().max() < 1e-5

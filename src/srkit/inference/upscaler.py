@@ -187,6 +187,7 @@ class Upscaler:
             raise SrkitError(f"overlap must be >= 0, got {overlap}")
         self.name = name or descriptor.arch
         self.net = net.eval().requires_grad_(False).to(device=self.device, dtype=self.dtype)
+        self._fast: tuple[tuple, nn.Module] | None = None  # (parameter key, CPU inference copy), see _infer_net
         self.last_tile = None
         self._bpp_cache: dict[Any, float] = {}
         self._tile_cap: int | None = None  # smallest side that ran out of memory, halved: a ceiling for later
@@ -300,9 +301,25 @@ class Upscaler:
         fitting = [s for s in self.scales if s >= need - 1e-9]
         return float(min(fitting) if fitting else max(self.scales))
 
+    def _infer_net(self) -> nn.Module:
+        """The network that runs. On CPU, FSRCNN runs as a copy whose transposed-conv tail is rewritten as an
+        ordinary conv + pixel shuffle, in channels-last layout (same outputs up to float rounding, about 2x
+        faster; PyTorch's transposed conv on CPU scatters column by column). The copy is rebuilt when a
+        parameter of :attr:`net` changes; other networks and devices run :attr:`net` itself."""
+        if self.device.type != "cpu" or self.descriptor.arch != "fsrcnn":
+            return self.net
+        from .classsr_routing import _param_key, accelerated
+
+        key = _param_key(self.net)
+        if self._fast is None or self._fast[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                fast = accelerated(self.net).eval().to(memory_format=torch.channels_last)
+            self._fast = (key, fast)
+        return self._fast[1]
+
     def _tile_fn(self, scale: float | None, ref: torch.Tensor | None,
                  cond: torch.Tensor | None = None) -> tiling.TileFn:
-        net, d = self.net, self.descriptor
+        net, d = self._infer_net(), self.descriptor
         multi = d.scale_range is None and len(d.scales) > 1
 
         def fn(x: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
