@@ -233,3 +233,33 @@ def test_stylegan2_discriminator_matches_official():
         assert sum(p.numel() for p in StyleGAN2Discriminator(1024).parameters()) == 29_012_513
     with pytest.raises(ValueError, match="group size"):
         d(official["input_pm1"][:3].repeat(2, 1, 1, 1))
+
+
+def test_max_channels_caps_every_bank_width_and_the_network_still_runs():
+    from srkit.archs.glean import GLEAN
+    from srkit.archs.stylegan2 import StyleGAN2Discriminator, stylegan2_channels
+    from srkit.errors import ConfigError
+
+    assert stylegan2_channels(2) == {4: 512, 8: 512, 16: 512, 32: 512, 64: 512, 128: 256, 256: 128, 512: 64,
+                                     1024: 32}
+    assert stylegan2_channels(2, 64) == {4: 64, 8: 64, 16: 64, 32: 64, 64: 64, 128: 64, 256: 64, 512: 64, 1024: 32}
+    with pytest.raises(ConfigError, match="max_channels"):
+        stylegan2_channels(2, 0)
+
+    kw = dict(in_size=8, out_size=32, style_channels=16, num_mlps=1, channel_multiplier=1, rrdb_channels=8,
+              num_rrdbs=1)
+    torch.manual_seed(0)
+    small = GLEAN(**kw, max_channels=32)
+    widths = [m.weight.shape[0] for m in small.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert max(widths) <= 32 * 4  # the x2 pixel-shuffle convs write 4x their output width
+    assert small.generator.channels[4] == 32
+    n_small = sum(p.numel() for p in small.parameters())
+    n_full = sum(p.numel() for p in GLEAN(**kw).parameters())
+    assert n_small < n_full / 50
+    with torch.no_grad():
+        y = small(torch.rand(2, 3, 8, 8))
+    assert y.shape == (2, 3, 32, 32) and torch.isfinite(y).all()
+    d = StyleGAN2Discriminator(32, channel_multiplier=1, max_channels=16)
+    conv_weights = [v for v in d.state_dict().values() if v.dim() == 4 and v.shape[1] > 3]
+    assert conv_weights and max(max(v.shape[:2]) for v in conv_weights) <= 17  # + the minibatch-std channel
+    assert d(torch.rand(4, 3, 32, 32)).shape == (4, 1)

@@ -35,7 +35,7 @@ def tiny(monkeypatch):
     import srkit.archs.stylegan2 as sg
 
     monkeypatch.setattr(sg, "stylegan2_channels",
-                        lambda channel_multiplier=2: {r: 16 if r <= 16 else 8 for r in (4, 8, 16, 32, 64, 128, 256)})
+                        lambda channel_multiplier=2, max_channels=None: {r: 16 if r <= 16 else 8 for r in (4, 8, 16, 32, 64, 128, 256)})
     return sg
 
 
@@ -376,6 +376,11 @@ def test_lite_config_is_valid_and_small():
     assert opts["pretrained"] is False and opts["resize_hr"] is True
     assert cfg.train.steps <= 500 and cfg.train.device == "cpu" and cfg.data.val is None
     assert cfg.train.gan.weight == 1e-2 and cfg.data.train == ["faces/FFHQ_256"]
+    from srkit import archs
+
+    net = archs.build("glean", **cfg.model.args)
+    assert sum(p.numel() for p in net.parameters()) < 3_000_000  # max_channels: 64 (65 M without it)
+    assert max(net.generator.channels.values()) == 64
 
 
 def test_trainer_step_equals_a_plain_mmagic_style_srgan_step(tiny, tmp_path):

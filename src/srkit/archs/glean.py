@@ -100,6 +100,8 @@ class GLEAN(nn.Module):
         rrdb_channels, num_rrdbs: width and depth of the RRDB encoder trunk (64, 23; growth 32).
         style_channels, num_mlps, channel_multiplier, blur_kernel, lr_mlp: of the StyleGAN2 generator
             (512, 8, 2, [1, 3, 3, 1], 0.01: config-f).
+        max_channels: caps the width of every bank layer, and so of the encoder, fusion and decoder layers that
+            match it (None: config-f's 512, as every released model). For small CPU runs and tests.
         randomize_noise: False (default, as official GLEAN): the StyleGAN2 layers add their fixed noise
             buffers ``generator.injected_noise_{k}`` (stored in checkpoints), so the output is deterministic.
             True draws fresh N(0, 1) noise per call, as StyleGAN2 sampling does (not what GLEAN was
@@ -128,6 +130,7 @@ class GLEAN(nn.Module):
         blur_kernel: Sequence[float] = BLUR_KERNEL,
         lr_mlp: float = 0.01,
         randomize_noise: bool = False,
+        max_channels: int | None = None,
     ) -> None:
         super().__init__()
         log_in, log_out = _log2(in_size, "in_size"), _log2(out_size, "out_size")
@@ -140,7 +143,7 @@ class GLEAN(nn.Module):
         self.style_channels = style_channels
         self.randomize_noise = randomize_noise
         self.generator = StyleGAN2Generator(out_size, style_channels, num_mlps, channel_multiplier, blur_kernel,
-                                            lr_mlp, out_channels=img_channels)
+                                            lr_mlp, out_channels=img_channels, max_channels=max_channels)
         self.generator.requires_grad_(False)
         ch = self.generator.channels
         num_styles = 2 * log_out - 2

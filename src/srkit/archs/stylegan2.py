@@ -24,11 +24,16 @@ BLUR_KERNEL = (1, 3, 3, 1)
 """Taps of the separable FIR filter used after every upsampling (outer product, normalised to sum 1)."""
 
 
-def stylegan2_channels(channel_multiplier: int = 2) -> dict[int, int]:
-    """Feature channels per resolution: 512 up to 32 px, then ``16384 * channel_multiplier / res``."""
+def stylegan2_channels(channel_multiplier: int = 2, max_channels: int | None = None) -> dict[int, int]:
+    """Feature channels per resolution: 512 up to 32 px, then ``16384 * channel_multiplier / res``; with
+    ``max_channels``, none wider than that (not in any released model: small banks for CPU runs and tests)."""
     table = {4: 512, 8: 512, 16: 512, 32: 512}
     for res in (64, 128, 256, 512, 1024):
         table[res] = 16384 * channel_multiplier // res
+    if max_channels is not None:
+        if int(max_channels) < 1:
+            raise ConfigError(f"StyleGAN2 max_channels must be a positive number, not {max_channels!r}")
+        table = {r: min(c, int(max_channels)) for r, c in table.items()}
     return table
 
 
@@ -286,6 +291,7 @@ class StyleGAN2Generator(nn.Module):
         style_channels: latent (z and w) width (512).
         num_mlps: layers of the mapping MLP (8).
         channel_multiplier: widens the layers from 64 px up (2 = config-f; see :func:`stylegan2_channels`).
+        max_channels: caps every layer's width (None = config-f's 512; smaller banks for CPU runs and tests).
         blur_kernel: FIR taps of the up-sampling filter.
         lr_mlp: learning-rate multiplier of the mapping MLP (0.01; part of how its weights are stored).
         out_channels: image channels (3).
@@ -312,13 +318,14 @@ class StyleGAN2Generator(nn.Module):
         lr_mlp: float = 0.01,
         out_channels: int = 3,
         noise_seed: int = 0,
+        max_channels: int | None = None,
     ) -> None:
         super().__init__()
         log_size = int(out_size).bit_length() - 1
         if out_size != 2**log_size or not 8 <= out_size <= 1024:
             raise ConfigError(f"StyleGAN2 out_size must be a power of two from 8 to 1024, not {out_size!r}")
         self.out_size, self.style_channels, self.log_size = int(out_size), style_channels, log_size
-        self.channels = stylegan2_channels(channel_multiplier)
+        self.channels = stylegan2_channels(channel_multiplier, max_channels)
         self.style_mapping = nn.Sequential(
             PixelNorm(),
             *[EqualLinear(style_channels, style_channels, lr_mul=lr_mlp, activate=True) for _ in range(num_mlps)],
@@ -464,14 +471,15 @@ class StyleGAN2Discriminator(nn.Module):
     """
 
     def __init__(self, in_size: int = 1024, img_channels: int = 3, channel_multiplier: int = 2,
-                 blur_kernel: Sequence[float] = BLUR_KERNEL, group_size: int = 4, channel_groups: int = 1) -> None:
+                 blur_kernel: Sequence[float] = BLUR_KERNEL, group_size: int = 4, channel_groups: int = 1,
+                 max_channels: int | None = None) -> None:
         super().__init__()
         log_size = int(in_size).bit_length() - 1
         if in_size != 2**log_size or not 8 <= in_size <= 1024:
             raise ConfigError(
                 f"StyleGAN2 discriminator in_size must be a power of two from 8 to 1024, not {in_size!r}"
             )
-        ch = stylegan2_channels(channel_multiplier)
+        ch = stylegan2_channels(channel_multiplier, max_channels)
         layers: list[nn.Module] = [ConvDownLayer(img_channels, ch[in_size], 1)]
         prev = ch[in_size]
         for i in range(log_size, 2, -1):

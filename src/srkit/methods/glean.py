@@ -318,7 +318,8 @@ class GLEANMethod(SRMethod):
             in_size, out_size = self.sizes()
             cm = int(self.arch_kwargs().get("channel_multiplier", 2))
             channels = int(self.arch_kwargs().get("img_channels", 3))
-            disc = GLEANDiscriminator(out_size, channels, channel_multiplier=cm)
+            disc = GLEANDiscriminator(out_size, channels, channel_multiplier=cm,
+                                      max_channels=self.arch_kwargs().get("max_channels"))
             disc_src = o["disc_init"] or o["stylegan2"]
             if disc_src:
                 self.notes += load_discriminator(disc, state_of(disc_src), prefix=o["disc_prefix"])
