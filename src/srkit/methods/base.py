@@ -53,10 +53,22 @@ class Method:
         kwargs.setdefault("scale", self.cfg.data.scale)
         return kwargs
 
+    gan_on: bool = False
+    """Whether ``networks["disc"]`` is trained adversarially (``train.gan.weight > 0``); set in :meth:`build`."""
+
     def optimizers(self) -> dict[str, tuple[list, OptimConfig, ScheduleConfig]]:
-        """Optimiser name -> (parameters or param groups, optimiser config, schedule config)."""
+        """Optimiser name -> (parameters or param groups, optimiser config, schedule config). With
+        :attr:`gan_on`, also "disc": the discriminator with ``train.gan.optimizer`` at a constant rate."""
         params = [p for p in self.networks["net"].parameters() if p.requires_grad]
-        return {"net": (params, self.cfg.train.optimizer, self.cfg.train.schedule)}
+        opts = {"net": (params, self.cfg.train.optimizer, self.cfg.train.schedule)}
+        if self.gan_on:
+            opts["disc"] = (list(self.networks["disc"].parameters()), self.cfg.train.gan.optimizer,
+                            ScheduleConfig(name="constant"))
+        return opts
+
+    def adversarial(self, step: int) -> bool:
+        """Whether iteration ``step`` (0-based) trains adversarially (``train.gan.start_step`` on)."""
+        return self.gan_on and step >= self.cfg.train.gan.start_step
 
     # -- training
     def updates(self, step: int) -> list[str]:

@@ -44,7 +44,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.datasets import _chw, _to_uint8_rgb
-from ..engine.config import ScheduleConfig
 from ..errors import ConfigError, SrkitError
 from .base import Method, build_network
 
@@ -263,16 +262,6 @@ class MASAMethod(Method):
                               "(CUFED train/input and train/ref)")
         return RefPairs(self.args["input_dir"], self.args["ref_dir"], self.cfg.data.scale,
                         augment=bool(self.args["augment"]), seed=self.cfg.seed)
-
-    def optimizers(self) -> dict[str, tuple[list, Any, Any]]:
-        opts = super().optimizers()
-        if self.gan_on:
-            opts["disc"] = (list(self.networks["disc"].parameters()), self.cfg.train.gan.optimizer,
-                            ScheduleConfig(name="constant"))
-        return opts
-
-    def adversarial(self, step: int) -> bool:
-        return self.gan_on and step >= self.cfg.train.gan.start_step
 
     def updates(self, step: int) -> list[str]:
         # Official order: the discriminator steps first on this batch's output, then the generator.

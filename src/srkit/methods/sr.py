@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..engine.config import ScheduleConfig
 from ..errors import ConfigError
 from .base import Method, build_network
 
@@ -90,16 +89,6 @@ class SRMethod(Method):
                 self.gan_loss = build_loss("gan", kind=gan.loss, weight=gan.weight)
             self.networks["disc"] = VGGDiscriminator(gan.channels).to(self.device)
         self._sr: torch.Tensor | None = None
-
-    def optimizers(self) -> dict[str, tuple[list, Any, Any]]:
-        opts = super().optimizers()
-        if self.gan_on:
-            opts["disc"] = (list(self.networks["disc"].parameters()), self.cfg.train.gan.optimizer,
-                            ScheduleConfig(name="constant"))
-        return opts
-
-    def adversarial(self, step: int) -> bool:
-        return self.gan_on and step >= self.cfg.train.gan.start_step
 
     def updates(self, step: int) -> list[str]:
         return ["net", "disc"] if self.adversarial(step) else ["net"]
