@@ -16,11 +16,10 @@ import argparse
 import os
 import shutil
 import sys
-import tarfile
 import time
 from pathlib import Path
 
-from train_zoo_gpu import Job, probe_overrides, say, sec_per_step, train_cmd
+from train_zoo_gpu import Job, archive_logs, probe_overrides, say, sec_per_step, train_cmd
 
 T0 = time.time()
 CONFIG = "configs/smsr_x4_from_x2.yaml"
@@ -83,13 +82,7 @@ def main() -> int:
             shutil.copy(model, out / f"{name(w)}.safetensors")
             say(f"copied {name(w)}.safetensors")
 
-    with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
-        for p in sorted(work.glob("*.log")):
-            tar.add(p, arcname=p.name)
-        for run in sorted(work.iterdir()):
-            for f in ("train.log", "log.jsonl", "config.yaml"):
-                if (run / f).is_file():
-                    tar.add(run / f, arcname=f"{run.name}/{f}")
+    archive_logs(work, out)
     say("done")
     return 0
 

@@ -86,6 +86,21 @@ def collect(run_dir: Path, out: Path, name: str) -> None:
         say(f"copied {name}.safetensors ({model.stat().st_size / 1e6:.1f} MB)")
 
 
+def archive_logs(work: Path, out: Path, extra: tuple[str, ...] = (), keep_model=lambda run: False) -> None:
+    """``out/logs.tar.gz``: the job logs in ``work`` and each run folder's log, metrics and config files
+    (``extra`` names more), plus its ``model.safetensors`` where ``keep_model(run folder name)``."""
+    with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
+        for p in sorted(work.glob("*.log")):
+            tar.add(p, arcname=p.name)
+        for run in sorted(q for q in work.iterdir() if q.is_dir()):
+            names = ["train.log", "log.jsonl", "config.yaml", *extra]
+            if keep_model(run.name):
+                names.append("model.safetensors")
+            for name in names:
+                if (run / name).is_file():
+                    tar.add(run / name, arcname=f"{run.name}/{name}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
@@ -180,16 +195,8 @@ def main() -> int:
         job.wait()
         collect(work / k, out, {"liif": "liif_edsr_baseline", "smsr_x4": "smsr_x4"}[k])
 
-    # ---- logs and configs of every run, one archive
-    with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
-        for p in sorted(work.glob("*.log")):
-            tar.add(p, arcname=p.name)
-        for run in sorted(work.iterdir()):
-            for name in ("train.log", "log.jsonl", "config.yaml", "metrics.json", "model.safetensors", "classes.json"):
-                if name == "model.safetensors" and not run.name.startswith("branch"):
-                    continue
-                if (run / name).is_file():
-                    tar.add(run / name, arcname=f"{run.name}/{name}")
+    # ---- logs and configs of every run (and the ClassSR branches' models), one archive
+    archive_logs(work, out, ("metrics.json", "classes.json"), lambda run: run.startswith("branch"))
     say("done")
     return 0
 
