@@ -28,14 +28,6 @@ from srkit.errors import CheckpointError, ConfigError, SrkitError
 OFFICIAL_PARAMS = 3_807_627
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 # --- PIL bicubic on uint8 --------------------------------------------------------------------------------------
 
 

@@ -42,7 +42,7 @@ with ``.`` -> ``/``, ``weight`` -> ``weights``, ``bias`` -> ``biases`` (:func:`t
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..descriptor import ModelDescriptor
+from ..data.pil_resize import pil_bicubic_resize_uint8
 from ..errors import ConfigError, SrkitError
 from . import plane_sweep
 
@@ -59,67 +60,6 @@ LOWRES_FACTOR = 4
 """The attention is estimated at 1/4 of the output resolution (2x the LR)."""
 STAGES = ("lowres", "hr_syn", "full")
 """How far :meth:`CrossMPI.run_stage` runs: the outputs of the three official training stages."""
-
-
-# --- PIL bicubic resampling of uint8 images, bit-exact ------------------------------------------------------
-# The official graph calls PIL on uint8 images (py_func), so srkit reproduces Pillow's 8-bit resampler:
-# float64 Keys-cubic (a = -0.5) coefficients with PIL's support and renormalisation, rounded to fixed point
-# with 22 fractional bits, a horizontal pass first (result rounded and clipped to uint8), then a vertical one.
-
-_PRECISION_BITS = 32 - 8 - 2
-
-
-def _cubic(x: float) -> float:
-    a = -0.5
-    x = abs(x)
-    if x < 1.0:
-        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-    if x < 2.0:
-        return (((x - 5.0) * x + 8.0) * x - 4.0) * a
-    return 0.0
-
-
-def _pil_fixed_point_matrix(in_len: int, out_len: int) -> torch.Tensor:
-    """(out_len, in_len) int64 matrix of Pillow's 8-bit bicubic coefficients along one axis."""
-    scale = in_len / out_len
-    filterscale = max(scale, 1.0)
-    support = 2.0 * filterscale
-    m = torch.zeros(out_len, in_len, dtype=torch.int64)
-    one = float(1 << _PRECISION_BITS)
-    for i in range(out_len):
-        centre = (i + 0.5) * scale
-        lo = max(int(centre - support + 0.5), 0)
-        hi = min(int(centre + support + 0.5), in_len)
-        w = [_cubic((x - centre + 0.5) / filterscale) for x in range(lo, hi)]
-        total = sum(w)
-        for x, v in zip(range(lo, hi), w):
-            v = v / total if total != 0.0 else v
-            # C's (int) cast truncates towards zero after the +-0.5, i.e. rounds half away from zero.
-            m[i, x] = int(v * one - 0.5) if v < 0 else int(v * one + 0.5)
-    return m
-
-
-def _pil_pass(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    # x: (..., L) integers 0..255 along the last axis; m: (out, L) fixed-point coefficients. float64 holds
-    # every partial sum exactly (|sum| < 2^53), and unlike int64 matmul it runs on GPUs too.
-    acc = torch.matmul(x.double(), m.t().double().to(x.device)) + float(1 << (_PRECISION_BITS - 1))
-    return torch.floor(acc / float(1 << _PRECISION_BITS)).clamp_(0, 255)
-
-
-def pil_bicubic_resize_uint8(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``PIL.Image.resize((w, h), Image.BICUBIC)`` of (N, C, H, W) uint8-valued images (any integer or
-    float dtype holding integers 0..255), bit-exact; returns int64 values 0..255 of shape (N, C, h, w).
-
-    The fixed-point sums are computed exactly (integers in float64), so the result does not depend on the
-    device or on float rounding."""
-    h, w = size
-    xi = x.double()
-    hi, wi = xi.shape[-2:]
-    if w != wi:
-        xi = _pil_pass(xi, _pil_fixed_point_matrix(wi, w))
-    if h != hi:
-        xi = _pil_pass(xi.transpose(-1, -2), _pil_fixed_point_matrix(hi, h)).transpose(-1, -2)
-    return xi.to(torch.int64)
 
 
 def official_pil_downsample(x: torch.Tensor, factor: int = LOWRES_FACTOR) -> torch.Tensor:

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..descriptor import ModelDescriptor
+from ..data.pil_resize import pil_bicubic_resize
 from ..errors import ConfigError, SrkitError
 
 SCALE = 4
@@ -57,53 +58,6 @@ DILATIONS = (1, 2, 3)
 PATCH = 3
 REF_MULTIPLE = 16
 """The Ref is padded to a multiple of this (official test code) before it is shrunk by 4."""
-
-
-# --- PIL-style bicubic resampling (used to make Ref-down) -----------------------------------------------
-
-
-def _pil_cubic(x: float) -> float:
-    # Keys' cubic with a = -0.5, the kernel of PIL's BICUBIC filter.
-    a = -0.5
-    x = abs(x)
-    if x < 1.0:
-        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-    if x < 2.0:
-        return (((x - 5.0) * x + 8.0) * x - 4.0) * a
-    return 0.0
-
-
-def pil_bicubic_matrix(in_len: int, out_len: int) -> torch.Tensor:
-    """(out_len, in_len) float64 matrix of PIL's bicubic resampling along one axis.
-
-    PIL centres output pixel i at input position ``(i + 0.5) * in/out``, widens the kernel by ``in/out``
-    when shrinking (antialiasing), keeps only the taps inside the image and renormalises them to sum 1
-    (no mirroring or clamping at the border).
-    """
-    scale = in_len / out_len
-    fscale = max(scale, 1.0)
-    support = 2.0 * fscale
-    m = torch.zeros(out_len, in_len, dtype=torch.float64)
-    for i in range(out_len):
-        centre = (i + 0.5) * scale
-        lo = max(int(centre - support + 0.5), 0)
-        hi = min(int(centre + support + 0.5), in_len)
-        w = [_pil_cubic((x - centre + 0.5) / fscale) for x in range(lo, hi)]
-        total = sum(w)
-        if total != 0.0:
-            w = [v / total for v in w]
-        m[i, lo:hi] = torch.tensor(w, dtype=torch.float64)
-    return m
-
-
-def pil_bicubic_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize (N, C, H, W) float images to ``size`` = (h, w) as PIL's ``Image.resize(..., BICUBIC)`` does on
-    float ('F' mode) images: separable, computed in float64, returned in ``x``'s dtype. No clamping."""
-    h, w = size
-    my = pil_bicubic_matrix(x.shape[-2], h).to(x.device)
-    mx = pil_bicubic_matrix(x.shape[-1], w).to(x.device)
-    y = torch.matmul(my, torch.matmul(x.double(), mx.t()))
-    return y.to(x.dtype)
 
 
 # --- building blocks ---------------------------------------------------------------------------------------
