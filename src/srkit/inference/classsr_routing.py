@@ -258,26 +258,32 @@ def _net_cache(net: ClassSR) -> dict:
 
 def _fast_branches(net: ClassSR, channels_last: bool = False) -> list[nn.Module]:
     """The branches for inference: those with a transposed conv replaced by an :func:`accelerated` copy, all
-    in channels-last layout when asked. Copies are cached on the network and rebuilt when any of the branch's
-    parameters changed (storage, in-place version, device)."""
+    in channels-last layout when asked (:func:`cached_fast_copy`, cached on the network)."""
     cache = _net_cache(net)
     out = []
     for k, b in enumerate(net.branches):
         has_deconv = any(isinstance(m, nn.ConvTranspose2d) and m.stride[0] > 1 for m in b.modules())
         if not has_deconv and not channels_last:
             out.append(b)
-            continue
-        key = (_param_key(b), channels_last)
-        hit = cache.get(("branch", k))
-        if hit is None or hit[0] != key:
-            with torch.inference_mode(False), torch.no_grad():
-                fast = accelerated(b).eval() if has_deconv else copy.deepcopy(b).eval()
-                if channels_last:
-                    fast = fast.to(memory_format=torch.channels_last)
-            hit = (key, fast)
-            cache[("branch", k)] = hit
-        out.append(hit[1])
+        else:
+            out.append(cached_fast_copy(b, cache, ("branch", k), channels_last))
     return out
+
+
+def cached_fast_copy(module: nn.Module, cache: dict, slot: Any, channels_last: bool = False) -> nn.Module:
+    """An :func:`accelerated` copy of ``module`` for inference, in channels-last layout when asked, kept in
+    ``cache[slot]`` and rebuilt when any of the module's parameters changed (storage, in-place version,
+    device)."""
+    key = (_param_key(module), channels_last)
+    hit = cache.get(slot)
+    if hit is None or hit[0] != key:
+        with torch.inference_mode(False), torch.no_grad():
+            fast = accelerated(module).eval()
+            if channels_last:
+                fast = fast.to(memory_format=torch.channels_last)
+        hit = (key, fast)
+        cache[slot] = hit
+    return hit[1]
 
 
 class _MatmulClassifier:

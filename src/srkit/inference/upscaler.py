@@ -187,7 +187,7 @@ class Upscaler:
             raise SrkitError(f"overlap must be >= 0, got {overlap}")
         self.name = name or descriptor.arch
         self.net = net.eval().requires_grad_(False).to(device=self.device, dtype=self.dtype)
-        self._fast: tuple[tuple, nn.Module] | None = None  # (parameter key, CPU inference copy), see _infer_net
+        self._fast: dict = {}  # the CPU inference copy of _infer_net, with its parameter key
         self.last_tile = None
         self._bpp_cache: dict[Any, float] = {}
         self._tile_cap: int | None = None  # smallest side that ran out of memory, halved: a ceiling for later
@@ -308,14 +308,9 @@ class Upscaler:
         parameter of :attr:`net` changes; other networks and devices run :attr:`net` itself."""
         if self.device.type != "cpu" or self.descriptor.arch != "fsrcnn":
             return self.net
-        from .classsr_routing import _param_key, accelerated
+        from .classsr_routing import cached_fast_copy
 
-        key = _param_key(self.net)
-        if self._fast is None or self._fast[0] != key:
-            with torch.inference_mode(False), torch.no_grad():
-                fast = accelerated(self.net).eval().to(memory_format=torch.channels_last)
-            self._fast = (key, fast)
-        return self._fast[1]
+        return cached_fast_copy(self.net, self._fast, "net", channels_last=True)
 
     def _tile_fn(self, scale: float | None, ref: torch.Tensor | None,
                  cond: torch.Tensor | None = None) -> tiling.TileFn:
