@@ -1,9 +1,9 @@
 """SMSR training: pixel loss + ramped sparsity loss, Gumbel-softmax temperature annealing.
 
-Loss = sum of ``train.losses`` terms (L1 in the paper) + ``lambda(step) * mean(kept)``, where ``kept`` is the
+Loss = sum of ``train.losses`` terms (L1 in the paper) + ``lambda(step) / pixel_range * mean(kept)``, where ``kept`` is the
 fraction of each sparse mask module's convolution work that the soft masks keep (``spa * S + D``, averaged
 over pixels, channels and layers; :meth:`srkit.archs.smsr.SMSR.forward` with ``return_sparsity=True``) and
-``lambda(step) = sparsity_weight * min(step / sparsity_warmup_steps, 1) / pixel_range``.
+``lambda(step) = sparsity_weight * min(step / sparsity_warmup_steps, 1)`` (:func:`sparsity_lambda`).
 
 Why ``/ pixel_range``: the official trainer computes its L1 on [0, 255] images (``rgb_range 255``), so its
 ``0.1 * sparsity`` is weighed against an L1 255 times larger than srkit's L1 on [0, 1]. Dividing the sparsity term
