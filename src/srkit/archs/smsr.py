@@ -25,13 +25,13 @@ Inference paths (eval mode; all give the same numbers within float rounding, see
 * ``"sparse"``: channels are reordered into a dense group and a sparse group (the "kernel split", prepared
   once and re-prepared automatically when the weights change). The dense-to-dense part runs as an ordinary
   convolution over the dense channels only; everything that involves sparse channels is computed only at the
-  active pixels, by gathering their 3x3 neighbourhoods into a compact (pixels x 9 channels) matrix and one
-  matrix product. Features live in zero-bordered channels-last buffers so the gather is a plain row
-  ``index_select``. Any batch size. The choice for CPUs.
-  Per module it runs one of three kernels, chosen by the active-pixel share (:meth:`SMM.choose_kernel`):
-  ``"gather"`` (the per-pixel gather above; sparsest masks), ``"strip"`` (active pixels laid out as row
-  strips and convolved by an ordinary 3x3 convolution, :meth:`SMB.forward_strip`) and ``"split"`` (densest
-  masks). Each kernel can also be asked for by name as a path.
+  active pixels, which are laid out as row strips and convolved by an ordinary 3x3 convolution; sparse
+  channels are stored only at the active pixels. Any batch size. The choice for CPUs.
+  Per module it runs one of two kernels, chosen by the active-pixel share (:meth:`SMM.choose_kernel`):
+  ``"strip"`` (:meth:`SMB.forward_strip`) and, on the densest masks, ``"split"`` (:meth:`SMB.forward_split`,
+  full convolutions with the masks applied). ``"gather"`` (:meth:`SMB.forward_sparse`: each active pixel's
+  3x3 neighbourhood gathered into a (pixels x 9 channels) matrix and one matrix product) is the plainest
+  sparse form and the reference the others are tested against. Each kernel can also be asked for by name.
 * ``"auto"`` (default): sparse on CPU, dense elsewhere.
 * ``"unmasked"``: ignores all masks (every channel dense, every pixel computed): the cost of the same network
   without SMSR's savings, for benchmarks only; its output is NOT SMSR's.
@@ -56,12 +56,14 @@ from ..errors import ConfigError
 from .common import MeanShift, check_scale
 
 PATHS = ("auto", "dense", "split", "sparse", "gather", "strip", "unmasked")
-SPARSE_MAX_DENSITY = 0.1
+SPARSE_MAX_DENSITY = 0.0
 """The sparse path runs the ``gather`` kernel (per-pixel im2col) on modules whose active-pixel share is at most
-this (below it the gather is as fast as or faster than the strip kernel; measured on the official x2 weights)."""
-STRIP_MAX_DENSITY = 0.6
+this. Since the strip kernel keeps sparse channels in compact matrices it is as fast as the gather at every
+share measured (0.03-0.17, official x2 weights on BSD100), so the default leaves the gather to empty masks;
+it stays available as the ``gather`` path."""
+STRIP_MAX_DENSITY = 0.7
 """... the ``strip`` kernel up to this share, and ``split`` above it (there the strip, which computes about
-1.1-1.3 times the active pixels, is no faster than the unmasked network)."""
+1.1 times the active pixels and gathers three rows per strip pixel, is no faster than the split)."""
 
 
 def gumbel_softmax(logits: torch.Tensor, dim: int, tau: float) -> torch.Tensor:
@@ -283,20 +285,29 @@ class SMB(nn.Module):
         """Hard masks with dense convolutions, at about the cost of one unmasked pass.
 
         Channels in [dense | sparse] order. One full conv gives ``conv(X)``; the sparse outputs are that times
-        the mask M; the dense outputs must only see the sparse inputs on the mask, so
-        ``(1 - M) conv_sd(X_s)`` (a small conv: sparse inputs to dense outputs) is taken off again.
+        the mask M. Off the mask the dense outputs must not see the sparse inputs: there they take the value
+        of the small dense-to-dense conv ``conv_dd(X_d)`` when the layer has fewer dense than sparse inputs,
+        else ``conv_sd(X_s)`` (sparse inputs to dense outputs) is taken off the full value.
         """
         sp = self.prepare()
         fea = x
         outs = []
         d_in = self.channels
-        off = 1 - spa
+        on = spa > 0
         for i in range(self.n_layers):
             nd = sp.n_dense[i]
+            s_in = self.channels - d_in
             y = F.conv2d(fea, sp.w_full[i], padding=1)
-            if sp.w_sd[i] is not None:
-                y[:, :nd] -= F.conv2d(fea[:, d_in:], sp.w_sd[i], padding=1) * off
-            y[:, nd:] *= spa
+            if nd and s_in:  # dense outputs must not see the sparse inputs off the mask
+                if d_in == 0:
+                    y[:, :nd] *= spa
+                elif d_in <= s_in:
+                    # fewer dense inputs: their small conv gives the off-mask value outright
+                    y[:, :nd] = torch.where(on, y[:, :nd], F.conv2d(fea[:, :d_in], sp.w_dd[i], padding=1))
+                else:
+                    y[:, :nd] -= F.conv2d(fea[:, d_in:], sp.w_sd[i], padding=1) * ~on
+            if nd < self.channels:
+                y[:, nd:] *= spa
             fea = y.relu_()
             outs.append(fea)
             d_in = nd
@@ -384,41 +395,51 @@ class SMB(nn.Module):
         raster order) into one strip of height 3 (the row above, the row itself, the row below): a plain 3x3
         convolution over that strip gives, at every active pixel, exactly its value in the full image, since
         its left and right neighbours are its neighbours in the strip. So the work on sparse channels runs as
-        one ordinary (fast) convolution whose width is the number of widened active pixels, about 1.2 times
-        the active pixels on SMSR's masks, and the gather copies 3 rows per strip pixel instead of the 9 of
-        a per-pixel im2col (:meth:`forward_sparse`). Features with all channels live in zero-bordered
-        channels-last maps whose sparse channels are zero off the mask; dense outputs are computed
-        everywhere by a convolution over the dense channels and replaced at active pixels by the strip's
-        value (there the masked formula is the plain convolution). Returns (B, C, H, W) channels-last, equal to
-        :meth:`forward_masked` within float rounding.
+        one ordinary (fast) convolution whose width is the number of widened active pixels, about 1.1-1.2
+        times the active pixels on SMSR's masks, and the gather copies 3 rows per strip pixel instead of the
+        9 of a per-pixel im2col (:meth:`forward_sparse`).
+
+        Storage: dense channels in channels-last maps (the dense-to-dense convolution runs on them directly),
+        sparse channels in compact (N + 1, S) matrices, one row per active pixel plus a zero row for inactive
+        neighbours. Each layer's strip gathers its dense input columns from the map and its sparse ones from
+        the compact matrix, so no full map with every channel is ever written. Dense outputs are computed
+        everywhere and replaced at active pixels by the strip's value (there the masked formula is the plain
+        convolution). Returns (B, C, H, W) channels-last, equal to :meth:`forward_masked` within float rounding.
         """
         sp = self.prepare()
         b, c, h, w = x.shape
-        hp, wp = h + 2, w + 2
-        mask = spa[:, 0] > 0  # (B, H, W)
-        flat = mask.reshape(-1).nonzero().squeeze(1)  # active pixels as rows of (B*H*W, C) maps
-        n = flat.numel()
+        hw, wq = h * w, w + 2
+        dev = x.device
+        mask = F.pad(spa.reshape(b, h, w) > 0, (1, 1))  # (B, H, W + 2): a zero column each side
+        wide = mask.clone()  # active or next to an active pixel in its row
+        wide[..., 1:] |= mask[..., :-1]
+        wide[..., :-1] |= mask[..., 1:]
+        strip = wide.reshape(-1).nonzero().squeeze(1)  # strip pixels, raster order, in (B, H, W + 2)
+        width = strip.numel()
+        at = mask.reshape(-1)[strip].nonzero().squeeze(1)  # active ones among them
+        n = at.numel()
         if n:
-            padded = F.pad(mask, (1, 1, 1, 1))  # (B, Hp, Wp), false on the border
-            widened = F.max_pool2d(padded[:, None].to(x.dtype), (1, 3), stride=1, padding=(0, 1))[:, 0] > 0
-            strip = widened.reshape(-1).nonzero().squeeze(1)  # strip pixels as rows of (B*Hp*Wp, C) maps
-            active_p = padded.reshape(-1).nonzero().squeeze(1)  # the active ones, same order as ``flat``
-            # row of each active pixel among the conv outputs (strip position - 1: the conv has no padding)
-            at = torch.searchsorted(strip, active_p) - 1
-            rows3 = torch.stack([strip - wp, strip, strip + wp]).reshape(-1)  # row above, row, row below
-            width = strip.numel()
-            # reused by every layer's gather: a fresh large tensor per layer costs page faults that are a
+            img, rem = strip.div(h * wq, rounding_mode="floor"), strip % (h * wq)
+            row, col = rem.div(wq, rounding_mode="floor"), rem % wq - 1
+            pix = img * hw + row * w + col  # rows of the (B*H*W, C) maps (out of range beyond the side edges)
+            flat = pix[at]  # active pixels, raster order
+            at -= 1  # their rows among the conv outputs (the conv has no padding)
+            col_ok = (col >= 0) & (col < w)
+            inside = torch.stack([col_ok & (row > 0), col_ok, col_ok & (row < h - 1)]).reshape(-1)
+            rows3 = torch.where(inside, torch.stack([pix - w, pix, pix + w]).reshape(-1), 0)  # above, row, below
+            outside = (~inside).nonzero().squeeze(1)  # gathered rows beyond the image: zeroed after the gather
+            slot = torch.full((b * hw,), n, dtype=torch.long, device=dev)
+            slot[flat] = torch.arange(n, device=dev)
+            srows3 = torch.where(inside, slot[rows3], n)  # the same rows in the compact matrices (n: zero row)
+            # one buffer for every layer's gather: a fresh large tensor per layer costs page faults that are a
             # sizeable share of this kernel's time on CPU
             gathered = x.new_empty(3 * width, c)
+        else:
+            flat = torch.zeros(0, dtype=torch.long, device=dev)
 
-        zmap = None  # [dense | sparse] channels, zero border, sparse channels zero off the mask
-        if n:
-            # zero only the border: the interior is written next (a full fill costs a pass over the map)
-            zmap = x.new_empty(b, hp, wp, c)
-            zmap[:, :, [0, -1]] = 0
-            zmap[:, [0, -1], 1:-1] = 0
-            zmap[:, 1:-1, 1:-1] = x.permute(0, 2, 3, 1)
         dense = x.contiguous(memory_format=torch.channels_last)
+        dense_src = dense.permute(0, 2, 3, 1).reshape(b * hw, c)  # a view
+        comp = x.new_zeros(n + 1, 0)
         d_in = c
         dense_rows, sparse_outs = [], []
         for i in range(self.n_layers):
@@ -427,30 +448,30 @@ class SMB(nn.Module):
                 out = F.conv2d(dense, sp.w_dd[i], padding=1).contiguous(memory_format=torch.channels_last)
             else:
                 out = x.new_zeros(b, nd, h, w).contiguous(memory_format=torch.channels_last)
-            rows = out.permute(0, 2, 3, 1).reshape(b * h * w, nd)  # a view: channels-last
+            rows = out.permute(0, 2, 3, 1).reshape(b * hw, nd)  # a view: channels-last
             t = None
             if n and sp.w_strip[i] is not None:
-                zrows = zmap.view(b * hp * wp, c)
-                torch.index_select(zrows, 0, rows3, out=gathered)
-                s3 = gathered.view(1, 3, width, c).permute(0, 3, 1, 2)
-                y = F.conv2d(s3, sp.w_strip[i])  # (1, O, 1, L - 2), channels-last
+                if d_in:
+                    g_dense = gathered[:, :d_in]
+                    torch.index_select(dense_src, 0, rows3, out=g_dense)
+                    if outside.numel():
+                        g_dense.index_fill_(0, outside, 0.0)
+                if d_in < c:
+                    torch.index_select(comp, 0, srows3, out=gathered[:, d_in:])
+                y = F.conv2d(gathered.view(1, 3, width, c).permute(0, 3, 1, 2), sp.w_strip[i])
                 t = y.permute(0, 2, 3, 1).reshape(width - 2, -1).index_select(0, at)  # (N, O) at active pixels
             if t is not None and t.shape[1] > ns:  # the strip also gave the dense outputs' full value
                 rows.index_copy_(0, flat, t[:, :nd])
             rows.relu_()
-            comp = t[:, t.shape[1] - ns:].relu_() if t is not None else x.new_zeros(n, ns)
+            comp = x.new_empty(n + 1, ns)
+            comp[n:].zero_()
+            if t is not None:
+                torch.clamp(t[:, t.shape[1] - ns:], min=0, out=comp[:n])
+            else:
+                comp[:n].zero_()
             dense_rows.append(rows)
-            sparse_outs.append(comp)
-            if i + 1 < self.n_layers and n:
-                # the next layer's input map, in the same buffer: dense columns are overwritten, columns that
-                # were sparse are still zero off the mask, those that turn sparse (layer 0's input has every
-                # channel dense) are zeroed. A fresh map would cost the page faults of a new large tensor.
-                if nd < d_in:
-                    zmap[:, 1:-1, 1:-1, nd:d_in] = 0
-                zmap[:, 1:-1, 1:-1, :nd] = rows.view(b, h, w, nd)
-                if ns:
-                    zmap.view(b * hp * wp, c)[:, nd:].index_copy_(0, active_p, comp)
-            dense, d_in = out, nd
+            sparse_outs.append(comp[:n])
+            dense, dense_src, d_in = out, rows, nd
 
         res = _collect_dense(dense_rows, sp.c_d_layers, sp.bias)
         acc = None  # collect of the sparse channels at the active pixels, one product per layer
