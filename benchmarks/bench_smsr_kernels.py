@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=6, help="first N images of the set")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--kernels", nargs="+", default=["strip", "split", "gather"])
+    ap.add_argument("--kernels", nargs="+", default=["igemm", "strip", "split", "gather"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -35,7 +35,7 @@ def main() -> None:
 
     net = load_net(args.weights)
     pairs = resolve_pairs(args.set, net.scale)[: args.images]
-    kernels = {"gather": "forward_sparse", "strip": "forward_strip", "split": "forward_split"}
+    kernels = {"gather": "forward_sparse", "strip": "forward_strip", "split": "forward_split", "igemm": "forward_igemm"}
     print(f"{args.set} x{net.scale}, {torch.get_num_threads()} threads, weights: {args.weights or 'random'}; "
           "time of each kernel / unmasked module (minimum of the rounds)")
     with torch.inference_mode():

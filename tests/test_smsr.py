@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from srkit import archs
-from srkit.archs.smsr import SMSR
+from srkit.archs import smsr as smsr_module
+from srkit.archs.smsr import SMSR, cpu_kernel
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "smsr"
 
@@ -115,13 +116,14 @@ def test_inference_paths_agree_on_random_weights_and_masks(n, h, w):
     x = torch.rand(n, 3, h, w, generator=g)
     masks = _random_masks(net, n, h + h % 2, w + w % 2, seed=h * w)
     _force_gather(net)
+    paths = ("dense", "split", "sparse", "gather", "strip") + (("igemm",) if cpu_kernel() else ())
     with torch.inference_mode():
-        outs = {p: net(x, path=p, spatial_masks=masks) for p in ("dense", "split", "sparse", "gather", "strip")}
-        generated = {p: net(x, path=p) for p in ("dense", "sparse", "strip")}
+        outs = {p: net(x, path=p, spatial_masks=masks) for p in paths}
+        generated = {p: net(x, path=p) for p in ("dense", "sparse", "strip") + paths[5:]}
     assert outs["dense"].shape == (n, 3, 2 * h, 2 * w)
-    for p in ("split", "sparse", "gather", "strip"):
+    for p in paths[1:]:
         assert (outs[p] - outs["dense"]).abs().max() < 1e-5, p
-    for p in ("sparse", "strip"):
+    for p in generated:
         assert (generated[p] - generated["dense"]).abs().max() < 1e-5, p
     # the masks matter: without them the output differs
     with torch.inference_mode():
@@ -293,15 +295,21 @@ def test_official_x2_checkpoint_on_set5(shared_data, tmp_path):
     assert 37.985 <= res.psnr <= 38.005
 
 
-def test_sparse_path_picks_a_kernel_per_module_by_density():
-    torch.manual_seed(0)
-    net = SMSR(2).eval()
-    x = torch.rand(1, 3, 20, 20)
+def _density_masks() -> list[torch.Tensor]:
     masks = [torch.zeros(1, 1, 20, 20) for _ in range(5)]
     masks[0][..., :1, :] = 1  # 5 % active
     masks[1][..., :8, :] = 1  # 40 %
     masks[2][..., :18, :] = 1  # 90 %
     masks[3][..., :, :] = 1
+    return masks
+
+
+def test_sparse_path_picks_a_kernel_per_module_by_density(monkeypatch):
+    monkeypatch.setattr(smsr_module, "_cpu_kernel", False)  # as where the compiled kernel cannot be built
+    torch.manual_seed(0)
+    net = SMSR(2).eval()
+    x = torch.rand(1, 3, 20, 20)
+    masks = _density_masks()
     with torch.inference_mode():
         y = net(x, path="sparse", spatial_masks=masks)
         kernels = [m.last_kernel for m in net.body]
@@ -316,3 +324,25 @@ def test_sparse_path_picks_a_kernel_per_module_by_density():
         y = net(x, path="sparse", spatial_masks=masks)
     assert [m.last_kernel for m in net.body] == ["gather", "strip", "strip", "strip", "gather"]
     assert (y - ref).abs().max() < 1e-5
+    with pytest.raises(RuntimeError, match="unavailable"), torch.inference_mode():
+        net(x, path="igemm")
+
+
+@pytest.mark.skipif(not cpu_kernel(), reason="the compiled SMSR CPU kernel cannot be built here")
+def test_sparse_path_runs_the_compiled_kernel_where_it_is_built():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    net = SMSR(2).eval()
+    x = torch.rand(1, 3, 20, 20)
+    masks = _density_masks()
+    with torch.inference_mode():
+        y = net(x, path="sparse", spatial_masks=masks)
+        kernels = [m.last_kernel for m in net.body]
+        ref = net(x, path="dense", spatial_masks=masks)
+    assert kernels == ["igemm", "igemm", "split", "split", "gather"]
+    assert (y - ref).abs().max() < 1e-5
+    # invisible to FLOP counting, so under a dispatch mode the countable PyTorch kernels run instead
+    with FlopCounterMode(display=False), torch.inference_mode():
+        net(x, path="sparse", spatial_masks=masks)
+    assert [m.last_kernel for m in net.body] == ["strip", "strip", "split", "split", "gather"]

@@ -43,8 +43,12 @@ State-dict keys are the official ones: ``sub_mean``, ``add_mean``, ``head.{0,2}`
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,15 +59,69 @@ from ..descriptor import ModelDescriptor
 from ..errors import ConfigError
 from .common import MeanShift, check_scale
 
-PATHS = ("auto", "dense", "split", "sparse", "gather", "strip", "unmasked")
+PATHS = ("auto", "dense", "split", "sparse", "gather", "strip", "igemm", "unmasked")
 SPARSE_MAX_DENSITY = 0.0
 """The sparse path runs the ``gather`` kernel (per-pixel im2col) on modules whose active-pixel share is at most
 this. Since the strip kernel keeps sparse channels in compact matrices it is as fast as the gather at every
 share measured (0.03-0.17, official x2 weights on BSD100), so the default leaves the gather to empty masks;
 it stays available as the ``gather`` path."""
 STRIP_MAX_DENSITY = 0.7
-"""... the ``strip`` kernel up to this share, and ``split`` above it (there the strip, which computes about
-1.1 times the active pixels and gathers three rows per strip pixel, is no faster than the split)."""
+"""Without the compiled kernel, the ``strip`` kernel runs up to this share and ``split`` above it (there the
+strip, which computes about 1.1 times the active pixels and gathers three rows per strip pixel, is no faster
+than the split)."""
+IGEMM_MAX_DENSITY = 0.8
+"""With the compiled CPU kernel (:func:`cpu_kernel`), the ``igemm`` kernel runs up to this share and ``split``
+above it."""
+
+_cpu_kernel: Any = None  # the compiled module once built; False when it cannot be
+
+
+def cpu_kernel() -> Any:
+    """The compiled implicit-GEMM kernel (``smsr_cpu.cpp``), or None where it cannot be had.
+
+    Built on first use with the system C++ compiler through ``torch.utils.cpp_extension`` (about a minute,
+    once; torch caches the build and rebuilds when the source changes). None without AVX2/FMA, without a
+    compiler or ninja, or with ``SRKIT_NO_CPP_KERNELS=1``; the sparse path then uses the pure-PyTorch strip
+    kernel, which gives the same numbers more slowly.
+    """
+    global _cpu_kernel
+    if _cpu_kernel is None:
+        _cpu_kernel = False
+        if os.environ.get("SRKIT_NO_CPP_KERNELS", "") not in ("", "0"):
+            return None
+        if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+            return None
+        try:
+            from torch.utils.cpp_extension import load
+
+            print("srkit: building the SMSR CPU kernel (once; about a minute)", file=sys.stderr, flush=True)
+            _cpu_kernel = load(
+                name="srkit_smsr_cpu",
+                sources=[str(Path(__file__).with_name("smsr_cpu.cpp"))],
+                extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"],
+                extra_ldflags=["-fopenmp"],
+                verbose=False,
+            )
+        except Exception as e:  # no compiler, no ninja, a failed build: the PyTorch kernels still work
+            warnings.warn(f"srkit: SMSR CPU kernel unavailable ({type(e).__name__}: {str(e)[:200]}); "
+                          "using the PyTorch strip kernel", stacklevel=2)
+    return _cpu_kernel or None
+
+
+def igemm_usable(t: torch.Tensor) -> bool:
+    """Whether the ``sparse`` path may run the compiled kernel on ``t``: a float32 CPU tensor, the kernel built
+    (:func:`cpu_kernel`), and no dispatch mode active. The kernel is one opaque call, invisible to modes such as
+    ``FlopCounterMode`` (``srkit profile``), so under one the PyTorch kernels run and are counted."""
+    if t.device.type != "cpu" or t.dtype != torch.float32:
+        return False
+    try:
+        from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+        if _get_current_dispatch_mode() is not None:
+            return False
+    except ImportError:  # a torch without the helper: no way to tell, so stay countable
+        return False
+    return cpu_kernel() is not None
 
 
 def gumbel_softmax(logits: torch.Tensor, dim: int, tau: float) -> torch.Tensor:
@@ -108,6 +166,8 @@ class _Split:
     w_strip: list[torch.Tensor | None]  # strip kernel: (S, C_in, 3, 3) when no input channel is sparse, else
     # (D + S, C_in, 3, 3) (the dense outputs' full value at active pixels); None when nothing is needed
     c_s_layers: list[torch.Tensor | None]  # per layer (S, C): collect rows of its sparse channels
+    w_igemm: list[tuple[torch.Tensor, torch.Tensor] | None]  # igemm kernel: w_strip as (9, D_in, O16) and
+    # (9, S_in, O16) taps, output channels zero-padded to a multiple of 16
 
 
 def _taps(w: torch.Tensor) -> torch.Tensor | None:
@@ -152,6 +212,15 @@ def _collect_dense(rows: list[torch.Tensor], weights: list[torch.Tensor | None],
         else:
             torch.addmm(res, r, cw, out=res)
     return bias.expand(rows[0].shape[0], bias.shape[0]).clone() if res is None else res
+
+
+def _igemm_taps(w: torch.Tensor | None, d_in: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(O, C_in, 3, 3) with inputs [dense | sparse] -> the igemm kernel's (9, D_in, O16), (9, S_in, O16) taps."""
+    if w is None:
+        return None
+    o = w.shape[0]
+    taps = F.pad(w.permute(2, 3, 1, 0).reshape(9, w.shape[1], o), (0, -o % 16))
+    return taps[:, :d_in].contiguous(), taps[:, d_in:].contiguous()
 
 
 def _nonempty(w: torch.Tensor) -> torch.Tensor | None:
@@ -277,6 +346,7 @@ class SMB(nn.Module):
                 n_dense, n_sparse, w_dd, w_sd, w_full, t_ds, t_s, c_all.contiguous(), c_d_layers,
                 cw[:, rows_s_t].t().contiguous() if len(rows_s_t) else None,
                 self.collect.bias.detach().clone(), w_strip, c_s_layers,
+                [_igemm_taps(ws, n_dense[i - 1] if i else self.channels) for i, ws in enumerate(w_strip)],
             )
         self._split_key = key
         return self._split
@@ -483,6 +553,73 @@ class SMB(nn.Module):
         return res.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
+    def forward_igemm(self, x: torch.Tensor, spa: torch.Tensor) -> torch.Tensor:
+        """Hard masks; everything that involves sparse channels is computed at the active pixels only by the
+        compiled implicit-GEMM kernel (:func:`cpu_kernel`), which reads each active pixel's 3x3 neighbour rows
+        through an index while it multiplies: no strip, no im2col, no widened pixels. Same storage as
+        :meth:`forward_strip` (dense channels in channels-last maps, sparse ones in compact (N + 1, S) matrices
+        with a zero last row). Returns (B, C, H, W) channels-last, equal to :meth:`forward_masked` within
+        float rounding. Raises RuntimeError where the kernel cannot be built."""
+        kernel = cpu_kernel()
+        if kernel is None:
+            raise RuntimeError("smsr: the compiled CPU kernel is unavailable here; use path 'strip'")
+        sp = self.prepare()
+        b, c, h, w = x.shape
+        hw = h * w
+        flat = spa.reshape(-1).nonzero().squeeze(1)  # active pixels as rows of the (B*H*W, C) maps
+        n = flat.numel()
+        if n:
+            yi, xi = (flat % hw).div(w, rounding_mode="floor"), flat % w
+            nbr = []
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    ok = (yi + dy >= 0) & (yi + dy < h) & (xi + dx >= 0) & (xi + dx < w)
+                    nbr.append(torch.where(ok, flat + dy * w + dx, -1))
+            dense_nbr = torch.stack(nbr, 1)  # (N, 9) taps in (kh, kw) order; -1: beyond the image
+            slot = torch.full((b * hw + 1,), n, dtype=torch.long, device=x.device)  # last entry: for -1
+            slot[flat] = torch.arange(n, device=x.device)
+            sparse_nbr = slot[dense_nbr].to(torch.int32)  # rows of the compact matrices (n: the zero row)
+            dense_nbr = dense_nbr.to(torch.int32)
+
+        dense = x.contiguous(memory_format=torch.channels_last)
+        dense_src = dense.permute(0, 2, 3, 1).reshape(b * hw, c)  # a view
+        comp = x.new_zeros(n + 1, 0)
+        dense_rows, sparse_outs = [], []
+        for i in range(self.n_layers):
+            nd, ns = sp.n_dense[i], sp.n_sparse[i]
+            if sp.w_dd[i] is not None:
+                out = F.conv2d(dense, sp.w_dd[i], padding=1).contiguous(memory_format=torch.channels_last)
+            else:
+                out = x.new_zeros(b, nd, h, w).contiguous(memory_format=torch.channels_last)
+            rows = out.permute(0, 2, 3, 1).reshape(b * hw, nd)  # a view: channels-last
+            t = None
+            if n and sp.w_igemm[i] is not None:
+                w_dense, w_sparse = sp.w_igemm[i]
+                t = kernel.sparse_conv(dense_src, dense_nbr, w_dense, comp, sparse_nbr, w_sparse)
+                t = t[:, : sp.w_strip[i].shape[0]]  # (N, O) at the active pixels
+            if t is not None and t.shape[1] > ns:  # the kernel also gave the dense outputs' full value
+                rows.index_copy_(0, flat, t[:, :nd])
+            rows.relu_()
+            comp = x.new_empty(n + 1, ns)
+            comp[n:].zero_()
+            if t is not None:
+                torch.clamp(t[:, t.shape[1] - ns:], min=0, out=comp[:n])
+            else:
+                comp[:n].zero_()
+            dense_rows.append(rows)
+            sparse_outs.append(comp[:n])
+            dense, dense_src = out, rows
+
+        res = _collect_dense(dense_rows, sp.c_d_layers, sp.bias)
+        acc = None
+        for comp, cw in zip(sparse_outs, sp.c_s_layers):
+            if cw is not None and n:
+                acc = comp @ cw if acc is None else torch.addmm(acc, comp, cw, out=acc)
+        if acc is not None:
+            res.index_add_(0, flat, acc)
+        return res.view(b, h, w, c).permute(0, 3, 1, 2)
+
+
 class SMM(nn.Module):
     """Sparse mask module: spatial-mask generator ``spa_mask``, SMB ``body``, channel attention ``ca``, residual."""
 
@@ -498,6 +635,7 @@ class SMM(nn.Module):
         self.ca = CALayer(channels)
         self.sparse_max_density = SPARSE_MAX_DENSITY
         self.strip_max_density = STRIP_MAX_DENSITY
+        self.igemm_max_density = IGEMM_MAX_DENSITY
         self.last_kernel = ""
         self.last_active = 0.0
 
@@ -516,13 +654,16 @@ class SMM(nn.Module):
         return out, kept
 
     def choose_kernel(self, spa: torch.Tensor) -> str:
-        """The kernel the ``sparse`` path runs for spatial mask ``spa``: ``gather`` while the active-pixel
-        share is at most :attr:`sparse_max_density`, ``strip`` while it is at most :attr:`strip_max_density`,
-        else ``split`` (the thresholds are per-module attributes; defaults measured on a 2-core CPU, see
-        benchmarks/results/bench_smsr.md)."""
+        """The kernel the ``sparse`` path runs for spatial mask ``spa``: ``gather`` while the active-pixel share is
+        at most :attr:`sparse_max_density` (by default only for empty masks); then, where the compiled CPU kernel
+        can run (:func:`igemm_usable`), ``igemm`` while the share is at most :attr:`igemm_max_density`, else
+        ``strip`` while it is at most :attr:`strip_max_density`; ``split`` above. The thresholds are per-module
+        attributes; defaults measured on a 2-core CPU, see benchmarks/results/bench_smsr.md."""
         p = float(spa.mean())
         if p <= self.sparse_max_density:
             return "gather"
+        if igemm_usable(spa):
+            return "igemm" if p <= self.igemm_max_density else "split"
         return "strip" if p <= self.strip_max_density else "split"
 
     def forward_eval(self, x: torch.Tensor, path: str, spa: torch.Tensor | None = None) -> torch.Tensor:
@@ -539,6 +680,8 @@ class SMM(nn.Module):
             y = self.body.forward_sparse(x, spa)
         elif path == "strip":
             y = self.body.forward_strip(x, spa)
+        elif path == "igemm":
+            y = self.body.forward_igemm(x, spa)
         elif path == "split":
             y = self.body.forward_split(x, spa)
         else:
