@@ -25,13 +25,15 @@ Inference paths (eval mode; all give the same numbers within float rounding, see
 * ``"sparse"``: channels are reordered into a dense group and a sparse group (the "kernel split", prepared
   once and re-prepared automatically when the weights change). The dense-to-dense part runs as an ordinary
   convolution over the dense channels only; everything that involves sparse channels is computed only at the
-  active pixels, which are laid out as row strips and convolved by an ordinary 3x3 convolution; sparse
-  channels are stored only at the active pixels. Any batch size. The choice for CPUs.
-  Per module it runs one of two kernels, chosen by the active-pixel share (:meth:`SMM.choose_kernel`):
-  ``"strip"`` (:meth:`SMB.forward_strip`) and, on the densest masks, ``"split"`` (:meth:`SMB.forward_split`,
-  full convolutions with the masks applied). ``"gather"`` (:meth:`SMB.forward_sparse`: each active pixel's
-  3x3 neighbourhood gathered into a (pixels x 9 channels) matrix and one matrix product) is the plainest
-  sparse form and the reference the others are tested against. Each kernel can also be asked for by name.
+  active pixels, and sparse channels are stored only there. Any batch size. The choice for CPUs.
+  Per module it runs one kernel, chosen by the active-pixel share (:meth:`SMM.choose_kernel`):
+  ``"igemm"`` (:meth:`SMB.forward_igemm`: a compiled implicit GEMM that reads each active pixel's neighbour
+  rows by index as it multiplies; built on first use, see :func:`cpu_kernel`) or, where it cannot be built,
+  ``"strip"`` (:meth:`SMB.forward_strip`: active pixels laid out as row strips and convolved by an ordinary
+  3x3 convolution); on the densest masks ``"split"`` (:meth:`SMB.forward_split`, full convolutions with the
+  masks applied). ``"gather"`` (:meth:`SMB.forward_sparse`: each active pixel's 3x3 neighbourhood gathered
+  into a (pixels x 9 channels) matrix and one matrix product) is the plainest sparse form and a reference
+  for the others. Each kernel can also be asked for by name.
 * ``"auto"`` (default): sparse on CPU, dense elsewhere.
 * ``"unmasked"``: ignores all masks (every channel dense, every pixel computed): the cost of the same network
   without SMSR's savings, for benchmarks only; its output is NOT SMSR's.
@@ -94,7 +96,7 @@ def cpu_kernel() -> Any:
         try:
             from torch.utils.cpp_extension import load
 
-            print("srkit: building the SMSR CPU kernel (once; about a minute)", file=sys.stderr, flush=True)
+            print("srkit: loading the SMSR CPU kernel (built on first use: about a minute)", file=sys.stderr, flush=True)
             _cpu_kernel = load(
                 name="srkit_smsr_cpu",
                 sources=[str(Path(__file__).with_name("smsr_cpu.cpp"))],
