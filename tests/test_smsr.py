@@ -295,34 +295,38 @@ def test_official_x2_checkpoint_on_set5(shared_data, tmp_path):
     assert 37.985 <= res.psnr <= 38.005
 
 
-def _density_masks() -> list[torch.Tensor]:
+def _sparse_run_on_density_masks() -> tuple[SMSR, torch.Tensor, list[torch.Tensor], list[str], float]:
+    """A random x2 network run on masks of 5, 40, 90, 100 and 0 % active pixels: (net, input, masks, the kernel
+    each module ran, the largest difference from the dense path)."""
+    torch.manual_seed(0)
+    net = SMSR(2).eval()
+    x = torch.rand(1, 3, 20, 20)
     masks = [torch.zeros(1, 1, 20, 20) for _ in range(5)]
     masks[0][..., :1, :] = 1  # 5 % active
     masks[1][..., :8, :] = 1  # 40 %
     masks[2][..., :18, :] = 1  # 90 %
     masks[3][..., :, :] = 1
-    return masks
+    with torch.inference_mode():
+        y = net(x, path="sparse", spatial_masks=masks)
+        kernels = [m.last_kernel for m in net.body]
+        diff = float((y - net(x, path="dense", spatial_masks=masks)).abs().max())
+    return net, x, masks, kernels, diff
 
 
 def test_sparse_path_picks_a_kernel_per_module_by_density(monkeypatch):
     monkeypatch.setattr(smsr_module, "_cpu_kernel", False)  # as where the compiled kernel cannot be built
-    torch.manual_seed(0)
-    net = SMSR(2).eval()
-    x = torch.rand(1, 3, 20, 20)
-    masks = _density_masks()
-    with torch.inference_mode():
-        y = net(x, path="sparse", spatial_masks=masks)
-        kernels = [m.last_kernel for m in net.body]
-        ref = net(x, path="dense", spatial_masks=masks)
+    net, x, masks, kernels, diff = _sparse_run_on_density_masks()
     # the gather is left to empty masks by default (the strip is as fast at every share measured)
     assert kernels == ["strip", "strip", "split", "split", "gather"]
-    assert (y - ref).abs().max() < 1e-5
+    assert diff < 1e-5
     for m in net.body:
         m.strip_max_density = 1.0
         m.sparse_max_density = 0.1
     with torch.inference_mode():
         y = net(x, path="sparse", spatial_masks=masks)
-    assert [m.last_kernel for m in net.body] == ["gather", "strip", "strip", "strip", "gather"]
+        kernels = [m.last_kernel for m in net.body]
+        ref = net(x, path="dense", spatial_masks=masks)
+    assert kernels == ["gather", "strip", "strip", "strip", "gather"]
     assert (y - ref).abs().max() < 1e-5
     with pytest.raises(RuntimeError, match="unavailable"), torch.inference_mode():
         net(x, path="igemm")
@@ -332,16 +336,9 @@ def test_sparse_path_picks_a_kernel_per_module_by_density(monkeypatch):
 def test_sparse_path_runs_the_compiled_kernel_where_it_is_built():
     from torch.utils.flop_counter import FlopCounterMode
 
-    torch.manual_seed(0)
-    net = SMSR(2).eval()
-    x = torch.rand(1, 3, 20, 20)
-    masks = _density_masks()
-    with torch.inference_mode():
-        y = net(x, path="sparse", spatial_masks=masks)
-        kernels = [m.last_kernel for m in net.body]
-        ref = net(x, path="dense", spatial_masks=masks)
+    net, x, masks, kernels, diff = _sparse_run_on_density_masks()
     assert kernels == ["igemm", "igemm", "split", "split", "gather"]
-    assert (y - ref).abs().max() < 1e-5
+    assert diff < 1e-5
     # invisible to FLOP counting, so under a dispatch mode the countable PyTorch kernels run instead
     with FlopCounterMode(display=False), torch.inference_mode():
         net(x, path="sparse", spatial_masks=masks)

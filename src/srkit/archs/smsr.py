@@ -509,6 +509,30 @@ class SMB(nn.Module):
         else:
             flat = torch.zeros(0, dtype=torch.long, device=dev)
 
+        def strip_conv(i: int, dense_src: torch.Tensor, comp: torch.Tensor, d_in: int) -> torch.Tensor:
+            if d_in:
+                g_dense = gathered[:, :d_in]
+                torch.index_select(dense_src, 0, rows3, out=g_dense)
+                if outside.numel():
+                    g_dense.index_fill_(0, outside, 0.0)
+            if d_in < c:
+                torch.index_select(comp, 0, srows3, out=gathered[:, d_in:])
+            y = F.conv2d(gathered.view(1, 3, width, c).permute(0, 3, 1, 2), sp.w_strip[i])
+            return y.permute(0, 2, 3, 1).reshape(width - 2, -1).index_select(0, at)  # (N, O) at active pixels
+
+        return self._sparse_layers(x, flat, strip_conv)
+
+    def _sparse_layers(self, x: torch.Tensor, flat: torch.Tensor, sparse_conv: Any) -> torch.Tensor:
+        """The layer loop of the strip and igemm kernels. Dense channels live in channels-last maps: the
+        dense-to-dense conv runs everywhere and its value is replaced at the active pixels ``flat`` by the full
+        one. Sparse channels live in compact (N + 1, S) matrices with a zero last row. Then comes the collect.
+        ``sparse_conv(i, dense_src, comp, d_in)`` gives layer i's (N, O) pre-activation outputs at the active
+        pixels from the (B*H*W, D_in) dense rows and the compact matrix; O covers the sparse outputs, and the
+        dense ones too where the layer has sparse inputs."""
+        sp = self.prepare()
+        b, c, h, w = x.shape
+        hw = h * w
+        n = flat.numel()
         dense = x.contiguous(memory_format=torch.channels_last)
         dense_src = dense.permute(0, 2, 3, 1).reshape(b * hw, c)  # a view
         comp = x.new_zeros(n + 1, 0)
@@ -521,18 +545,8 @@ class SMB(nn.Module):
             else:
                 out = x.new_zeros(b, nd, h, w).contiguous(memory_format=torch.channels_last)
             rows = out.permute(0, 2, 3, 1).reshape(b * hw, nd)  # a view: channels-last
-            t = None
-            if n and sp.w_strip[i] is not None:
-                if d_in:
-                    g_dense = gathered[:, :d_in]
-                    torch.index_select(dense_src, 0, rows3, out=g_dense)
-                    if outside.numel():
-                        g_dense.index_fill_(0, outside, 0.0)
-                if d_in < c:
-                    torch.index_select(comp, 0, srows3, out=gathered[:, d_in:])
-                y = F.conv2d(gathered.view(1, 3, width, c).permute(0, 3, 1, 2), sp.w_strip[i])
-                t = y.permute(0, 2, 3, 1).reshape(width - 2, -1).index_select(0, at)  # (N, O) at active pixels
-            if t is not None and t.shape[1] > ns:  # the strip also gave the dense outputs' full value
+            t = sparse_conv(i, dense_src, comp, d_in) if n and sp.w_strip[i] is not None else None
+            if t is not None and t.shape[1] > ns:  # the kernel also gave the dense outputs' full value
                 rows.index_copy_(0, flat, t[:, :nd])
             rows.relu_()
             comp = x.new_empty(n + 1, ns)
@@ -553,7 +567,6 @@ class SMB(nn.Module):
         if acc is not None:
             res.index_add_(0, flat, acc)
         return res.view(b, h, w, c).permute(0, 3, 1, 2)
-
 
     def forward_igemm(self, x: torch.Tensor, spa: torch.Tensor) -> torch.Tensor:
         """Hard masks; everything that involves sparse channels is computed at the active pixels only by the
@@ -583,43 +596,12 @@ class SMB(nn.Module):
             sparse_nbr = slot[dense_nbr].to(torch.int32)  # rows of the compact matrices (n: the zero row)
             dense_nbr = dense_nbr.to(torch.int32)
 
-        dense = x.contiguous(memory_format=torch.channels_last)
-        dense_src = dense.permute(0, 2, 3, 1).reshape(b * hw, c)  # a view
-        comp = x.new_zeros(n + 1, 0)
-        dense_rows, sparse_outs = [], []
-        for i in range(self.n_layers):
-            nd, ns = sp.n_dense[i], sp.n_sparse[i]
-            if sp.w_dd[i] is not None:
-                out = F.conv2d(dense, sp.w_dd[i], padding=1).contiguous(memory_format=torch.channels_last)
-            else:
-                out = x.new_zeros(b, nd, h, w).contiguous(memory_format=torch.channels_last)
-            rows = out.permute(0, 2, 3, 1).reshape(b * hw, nd)  # a view: channels-last
-            t = None
-            if n and sp.w_igemm[i] is not None:
-                w_dense, w_sparse = sp.w_igemm[i]
-                t = kernel.sparse_conv(dense_src, dense_nbr, w_dense, comp, sparse_nbr, w_sparse)
-                t = t[:, : sp.w_strip[i].shape[0]]  # (N, O) at the active pixels
-            if t is not None and t.shape[1] > ns:  # the kernel also gave the dense outputs' full value
-                rows.index_copy_(0, flat, t[:, :nd])
-            rows.relu_()
-            comp = x.new_empty(n + 1, ns)
-            comp[n:].zero_()
-            if t is not None:
-                torch.clamp(t[:, t.shape[1] - ns:], min=0, out=comp[:n])
-            else:
-                comp[:n].zero_()
-            dense_rows.append(rows)
-            sparse_outs.append(comp[:n])
-            dense, dense_src = out, rows
+        def igemm_conv(i: int, dense_src: torch.Tensor, comp: torch.Tensor, d_in: int) -> torch.Tensor:
+            w_dense, w_sparse = sp.w_igemm[i]
+            t = kernel.sparse_conv(dense_src, dense_nbr, w_dense, comp, sparse_nbr, w_sparse)
+            return t[:, : sp.w_strip[i].shape[0]]  # (N, O) at the active pixels (weights padded to 16 outputs)
 
-        res = _collect_dense(dense_rows, sp.c_d_layers, sp.bias)
-        acc = None
-        for comp, cw in zip(sparse_outs, sp.c_s_layers):
-            if cw is not None and n:
-                acc = comp @ cw if acc is None else torch.addmm(acc, comp, cw, out=acc)
-        if acc is not None:
-            res.index_add_(0, flat, acc)
-        return res.view(b, h, w, c).permute(0, 3, 1, 2)
+        return self._sparse_layers(x, flat, igemm_conv)
 
 
 class SMM(nn.Module):
