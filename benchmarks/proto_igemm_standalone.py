@@ -1,5 +1,21 @@
-import time, torch, torch.nn.functional as F, os, sys
+"""Standalone speed of an implicit-GEMM 3x3 convolution over active pixels against oneDNN's dense conv.
+
+The smallest form of the idea behind SMSR's ``igemm`` kernel (``src/srkit/archs/smsr_cpu.cpp``): 64 -> 64
+channels, one source, fixed sizes, random masks over a 240x160 map. Each output row is the sum over the 9 taps
+of a neighbour row, read through an index, times the tap's weights, in blocks of 6 pixels x 16 channels held
+in AVX2 registers. It prints GFLOPS for both and checks the values against the dense conv. Built with
+``torch.utils.cpp_extension.load_inline`` (needs a C++ compiler and ninja).
+
+    NT=1 python benchmarks/proto_igemm_standalone.py    # threads from NT (default 2)
+"""
+
+import os
+import time
+
+import torch
+import torch.nn.functional as F
 from torch.utils.cpp_extension import load_inline
+
 torch.set_num_threads(int(os.environ.get("NT", 2)))
 cpp = r'''
 #include <torch/extension.h>
