@@ -1,10 +1,11 @@
 """Per-module CPU time of each SMSR sparse kernel relative to the unmasked module, on real masks.
 
 For every sparse mask module of every image, runs the module's sparse-mask block with each kernel
-(``strip``, ``split``, ``gather``) and without masks (``unmasked``), alternating, and prints the minimum over
+(``igemm``, ``strip``, ``split``, ``gather``) and without masks (``unmasked``), alternating, and prints the minimum over
 ``--rounds`` of each, divided by the unmasked time, beside the module's active-pixel share p. This is how the
-default threshold between the strip and split kernels (``srkit.archs.smsr.STRIP_MAX_DENSITY``) was chosen:
-the share at which the strip stops being faster than the split.
+default thresholds between the strip or igemm kernel and the split kernel (``srkit.archs.smsr.STRIP_MAX_DENSITY``,
+``IGEMM_MAX_DENSITY``) were chosen: the share at which each stops being faster than the split. ``igemm`` is
+measured where the compiled kernel can be built (``srkit.archs.smsr.cpu_kernel``).
 
     python benchmarks/bench_smsr_kernels.py --weights /tmp/smsr_off/smsr_x2.safetensors --images 6
 """
@@ -26,7 +27,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=6, help="first N images of the set")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--kernels", nargs="+", default=["igemm", "strip", "split", "gather"])
+    ap.add_argument("--kernels", nargs="+", help="default: igemm (where it builds), strip, split, gather")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -35,7 +36,12 @@ def main() -> None:
 
     net = load_net(args.weights)
     pairs = resolve_pairs(args.set, net.scale)[: args.images]
-    kernels = {"gather": "forward_sparse", "strip": "forward_strip", "split": "forward_split", "igemm": "forward_igemm"}
+    from srkit.archs.smsr import cpu_kernel
+
+    if not args.kernels:
+        args.kernels = (["igemm"] if cpu_kernel() else []) + ["strip", "split", "gather"]
+    kernels = {"gather": "forward_sparse", "strip": "forward_strip", "split": "forward_split",
+               "igemm": "forward_igemm"}
     print(f"{args.set} x{net.scale}, {torch.get_num_threads()} threads, weights: {args.weights or 'random'}; "
           "time of each kernel / unmasked module (minimum of the rounds)")
     with torch.inference_mode():

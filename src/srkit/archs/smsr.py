@@ -96,7 +96,8 @@ def cpu_kernel() -> Any:
         try:
             from torch.utils.cpp_extension import load
 
-            print("srkit: loading the SMSR CPU kernel (built on first use: about a minute)", file=sys.stderr, flush=True)
+            print("srkit: loading the SMSR CPU kernel (built on first use: about a minute)", file=sys.stderr,
+                  flush=True)
             _cpu_kernel = load(
                 name="srkit_smsr_cpu",
                 sources=[str(Path(__file__).with_name("smsr_cpu.cpp"))],
@@ -223,6 +224,23 @@ def _igemm_taps(w: torch.Tensor | None, d_in: int) -> tuple[torch.Tensor, torch.
     o = w.shape[0]
     taps = F.pad(w.permute(2, 3, 1, 0).reshape(9, w.shape[1], o), (0, -o % 16))
     return taps[:, :d_in].contiguous(), taps[:, d_in:].contiguous()
+
+
+def _neighbour_rows(flat: torch.Tensor, b: int, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the active pixels ``flat`` (rows of (B*H*W, C) maps, raster order): the (N, 9) rows of their 3x3
+    neighbours in (kh, kw) order, -1 beyond the image, and the same neighbours as rows of the compact (N + 1, S)
+    matrices, N (the zero row) for inactive neighbours and those beyond the image."""
+    hw, n = h * w, flat.numel()
+    yi, xi = (flat % hw).div(w, rounding_mode="floor"), flat % w
+    nbr = []
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            ok = (yi + dy >= 0) & (yi + dy < h) & (xi + dx >= 0) & (xi + dx < w)
+            nbr.append(torch.where(ok, flat + dy * w + dx, -1))
+    dense_nbr = torch.stack(nbr, 1)
+    slot = torch.full((b * hw + 1,), n, dtype=torch.long, device=flat.device)  # the last entry answers -1
+    slot[flat] = torch.arange(n, device=flat.device)
+    return dense_nbr, slot[dense_nbr]
 
 
 def _nonempty(w: torch.Tensor) -> torch.Tensor | None:
@@ -398,22 +416,13 @@ class SMB(nn.Module):
         sp = self.prepare()
         b, c, h, w = x.shape
         hw = h * w
-        dev = x.device
         flat = spa.reshape(-1).nonzero().squeeze(1)  # active pixels as rows of the (B*H*W, C) maps
         n = flat.numel()
-        yi, xi = (flat % hw) // w, flat % w
-        gidx, valid = [], []
-        for dy in (-1, 0, 1):
-            for dx in (-1, 0, 1):
-                yy, xx = yi + dy, xi + dx
-                valid.append((yy >= 0) & (yy < h) & (xx >= 0) & (xx < w))
-                gidx.append(flat + dy * w + dx)
-        valid_t = torch.stack(valid, 1).reshape(-1)
-        gidx_t = torch.where(valid_t, torch.stack(gidx, 1).reshape(-1), 0)  # tap-major rows per active pixel
-        outside = (~valid_t).nonzero().squeeze(1)  # gathered rows that lie beyond the image border: zero them
-        slot = torch.full((b * hw,), n, dtype=torch.long, device=dev)
-        slot[flat] = torch.arange(n, device=dev)
-        sidx = torch.where(valid_t, slot[gidx_t], n)  # rows of the compact matrices (n = the zero row)
+        dense_nbr, sparse_nbr = _neighbour_rows(flat, b, h, w)
+        gidx_t = dense_nbr.reshape(-1)  # tap-major rows per active pixel
+        outside = (gidx_t < 0).nonzero().squeeze(1)  # gathered rows that lie beyond the image border: zero them
+        gidx_t = gidx_t.clamp(min=0)
+        sidx = sparse_nbr.reshape(-1)  # rows of the compact matrices (n = the zero row)
 
         dense = x.contiguous(memory_format=torch.channels_last)
         comp = x.new_zeros(n + 1, 0)
@@ -520,16 +529,15 @@ class SMB(nn.Module):
             y = F.conv2d(gathered.view(1, 3, width, c).permute(0, 3, 1, 2), sp.w_strip[i])
             return y.permute(0, 2, 3, 1).reshape(width - 2, -1).index_select(0, at)  # (N, O) at active pixels
 
-        return self._sparse_layers(x, flat, strip_conv)
+        return self._sparse_layers(x, flat, strip_conv, sp)
 
-    def _sparse_layers(self, x: torch.Tensor, flat: torch.Tensor, sparse_conv: Any) -> torch.Tensor:
+    def _sparse_layers(self, x: torch.Tensor, flat: torch.Tensor, sparse_conv: Any, sp: _Split) -> torch.Tensor:
         """The layer loop of the strip and igemm kernels. Dense channels live in channels-last maps: the
         dense-to-dense conv runs everywhere and its value is replaced at the active pixels ``flat`` by the full
         one. Sparse channels live in compact (N + 1, S) matrices with a zero last row. Then comes the collect.
         ``sparse_conv(i, dense_src, comp, d_in)`` gives layer i's (N, O) pre-activation outputs at the active
         pixels from the (B*H*W, D_in) dense rows and the compact matrix; O covers the sparse outputs, and the
-        dense ones too where the layer has sparse inputs."""
-        sp = self.prepare()
+        dense ones too where the layer has sparse inputs. ``sp`` is the caller's :meth:`prepare`."""
         b, c, h, w = x.shape
         hw = h * w
         n = flat.numel()
@@ -580,28 +588,18 @@ class SMB(nn.Module):
             raise RuntimeError("smsr: the compiled CPU kernel is unavailable here; use path 'strip'")
         sp = self.prepare()
         b, c, h, w = x.shape
-        hw = h * w
         flat = spa.reshape(-1).nonzero().squeeze(1)  # active pixels as rows of the (B*H*W, C) maps
         n = flat.numel()
         if n:
-            yi, xi = (flat % hw).div(w, rounding_mode="floor"), flat % w
-            nbr = []
-            for dy in (-1, 0, 1):
-                for dx in (-1, 0, 1):
-                    ok = (yi + dy >= 0) & (yi + dy < h) & (xi + dx >= 0) & (xi + dx < w)
-                    nbr.append(torch.where(ok, flat + dy * w + dx, -1))
-            dense_nbr = torch.stack(nbr, 1)  # (N, 9) taps in (kh, kw) order; -1: beyond the image
-            slot = torch.full((b * hw + 1,), n, dtype=torch.long, device=x.device)  # last entry: for -1
-            slot[flat] = torch.arange(n, device=x.device)
-            sparse_nbr = slot[dense_nbr].to(torch.int32)  # rows of the compact matrices (n: the zero row)
-            dense_nbr = dense_nbr.to(torch.int32)
+            dense_nbr, sparse_nbr = _neighbour_rows(flat, b, h, w)
+            dense_nbr, sparse_nbr = dense_nbr.to(torch.int32), sparse_nbr.to(torch.int32)
 
         def igemm_conv(i: int, dense_src: torch.Tensor, comp: torch.Tensor, d_in: int) -> torch.Tensor:
             w_dense, w_sparse = sp.w_igemm[i]
             t = kernel.sparse_conv(dense_src, dense_nbr, w_dense, comp, sparse_nbr, w_sparse)
             return t[:, : sp.w_strip[i].shape[0]]  # (N, O) at the active pixels (weights padded to 16 outputs)
 
-        return self._sparse_layers(x, flat, igemm_conv)
+        return self._sparse_layers(x, flat, igemm_conv, sp)
 
 
 class SMM(nn.Module):
